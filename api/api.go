@@ -1,0 +1,131 @@
+// Package api is the daemon's control API: HTTP and JSON over a unix socket and
+// loopback TCP, and the client the CLI uses.
+//
+// Changes arrive only as signed Actions and go to the handshake engine; reads
+// arrive only as signed Queries and are answered inside the reader's scope. The
+// only unsigned endpoints serve platform facts that hold no IMVU data: status,
+// the gate list, the offer for new IMVUs, the newest checkpoint and metrics. This
+// package must never change state itself or answer a read outside the reader's
+// scope.
+package api
+
+import (
+	"encoding/json"
+
+	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/revenue"
+)
+
+// Paths served.
+const (
+	PathActions    = "/v1/actions"
+	PathQuery      = "/v1/query"
+	PathStatus     = "/v1/status"
+	PathGates      = "/v1/gates"
+	PathOffer      = "/v1/offer"
+	PathCheckpoint = "/v1/checkpoint"
+	PathMetrics    = "/metrics"
+)
+
+// Query kinds.
+const (
+	QueryIMVUs     = "imvu.list"
+	QueryIMVU      = "imvu.show"
+	QueryStatement = "revenue.statement"
+	QueryEntries   = "ledger.entries"
+	QueryReceipt   = "ledger.receipt"
+)
+
+// Listener is one address the daemon serves.
+type Listener struct {
+	Name    string `json:"name"`    // api, dns, smtp, ...
+	Network string `json:"network"` // tcp, udp, unix
+	Address string `json:"address"`
+}
+
+// Status is what `nexus status` shows.
+type Status struct {
+	Version   string     `json:"version"`
+	Listeners []Listener `json:"listeners"`
+	Ledger    struct {
+		Size uint64 `json:"size"`
+		Root string `json:"root"`
+	} `json:"ledger"`
+	IMVUs   int    `json:"imvus"`
+	Healthy bool   `json:"healthy"`
+	Origin  string `json:"origin"`
+}
+
+// Offer is what the platform offers a new IMVU: the creator reads it, decides,
+// and signs a handshake built from it.
+type Offer struct {
+	Platform string             `json:"platform"` // platform key: it countersigns
+	Envelope handshake.Resources `json:"envelope"`
+	Sheet    revenue.PriceSheet `json:"price_sheet"`
+	Powers   []string           `json:"powers"`
+	TLDs     []string           `json:"tlds"`
+	Period   string             `json:"period"`
+	GateSet  int                `json:"gate_set"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error  string             `json:"error"`
+	Denial *handshake.Denial `json:"denial,omitempty"`
+}
+
+// Summary is what the platform may see of an IMVU: the handshake's terms, not the
+// IMVU's data.
+type Summary struct {
+	ID       string              `json:"id"`
+	Owner    string              `json:"owner"`
+	Status   handshake.Status    `json:"status"`
+	Created  string              `json:"created"`
+	Envelope handshake.Resources `json:"envelope"`
+	Used     handshake.Resources `json:"used"`
+}
+
+// StatementParams asks for one period's statement.
+type StatementParams struct {
+	Period string `json:"period,omitempty"` // default: the current period
+}
+
+// StatementAnswer is a statement and, if the period was settled, its settlement.
+type StatementAnswer struct {
+	revenue.Statement
+	SheetHashHex string                `json:"sheet_hash"`
+	Open         bool                  `json:"open"`
+	Settled      *handshake.Settlement `json:"settled,omitempty"`
+}
+
+// EntriesParams asks for a range of ledger entries.
+type EntriesParams struct {
+	Start uint64 `json:"start"`
+	Count uint64 `json:"count"`
+}
+
+// Entry is one ledger entry as a reader may see it. A reader outside the entry's
+// scope sees only its header (Redacted).
+type Entry struct {
+	Index    uint64          `json:"index"`
+	Type     string          `json:"type"`
+	Scope    string          `json:"scope"`
+	Kind     string          `json:"kind,omitempty"`
+	Gate     string          `json:"gate,omitempty"`
+	Time     string          `json:"time"`
+	Redacted bool            `json:"redacted,omitempty"`
+	Record   json.RawMessage `json:"record,omitempty"`
+}
+
+// ReceiptParams asks for the receipt of one entry.
+type ReceiptParams struct {
+	Index uint64 `json:"index"`
+}
+
+// ReceiptAnswer carries a receipt in the c2sp tlog-proof text form, with the
+// entry it proves.
+type ReceiptAnswer struct {
+	Index   uint64          `json:"index"`
+	Proof   string          `json:"proof"`
+	Record  json.RawMessage `json:"record"`
+}

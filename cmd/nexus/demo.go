@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nexus-core/nexus/action"
+	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/daemon"
+	"github.com/nexus-core/nexus/datadir"
+	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/revenue"
+)
+
+func cmdDemo(e *env) *cobra.Command {
+	var keep bool
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "Start a daemon on a temporary data dir, create an IMVU, show the gates, a 55/45 settlement and ledger verify",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(ctxOf(cmd), e.out, keep)
+		},
+	}
+	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary data dir")
+	return c
+}
+
+// demo is the state of one demo run.
+type demo struct {
+	w      io.Writer
+	dir    datadir.Dir
+	client *api.Client
+	admin  ed25519.PrivateKey
+	owner  ed25519.PrivateKey
+}
+
+func (d *demo) step(format string, args ...any) { fmt.Fprintf(d.w, "\n== "+format+"\n", args...) }
+func (d *demo) say(format string, args ...any)  { fmt.Fprintf(d.w, "   "+format+"\n", args...) }
+
+func runDemo(ctx context.Context, w io.Writer, keep bool) error {
+	root, err := os.MkdirTemp("", "nexus-demo-")
+	if err != nil {
+		return err
+	}
+	if !keep {
+		defer os.RemoveAll(root)
+	}
+	d := &demo{w: w}
+	d.step("nexus init --data %s --dev --period 3s", root)
+	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true, Period: "3s"}); err != nil {
+		return err
+	}
+	if d.dir, err = datadir.Open(root); err != nil {
+		return err
+	}
+	d.say("platform keys, the first admin, four meters and the genesis entry are in place")
+
+	d.step("nexus serve --data %s (its own process)", root)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	srv := exec.CommandContext(ctx, self, "serve", "--data", root, "--log-level", "warn")
+	srv.Stderr = os.Stderr
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	defer func() {
+		srv.Process.Signal(os.Interrupt)
+		srv.Wait()
+	}()
+	lines := bufio.NewScanner(stdout)
+	for i := 0; i < 2 && lines.Scan(); i++ {
+		d.say("%s", lines.Text())
+	}
+	go io.Copy(io.Discard, stdout)
+	if d.client, err = api.Dial("unix:" + d.dir.Socket()); err != nil {
+		return err
+	}
+	if d.admin, err = identity.ReadKeyFile(d.dir.AdminKey()); err != nil {
+		return err
+	}
+	st, err := d.client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	d.say("ledger: %d entries, root %s...", st.Ledger.Size, st.Ledger.Root[:16])
+
+	if err := d.create(ctx, root); err != nil {
+		return err
+	}
+	if err := d.hostile(ctx); err != nil {
+		return err
+	}
+	if err := d.revenue(ctx); err != nil {
+		return err
+	}
+
+	d.step("nexus ledger verify --data %s (offline, no daemon trust)", root)
+	out, err := exec.CommandContext(ctx, self, "ledger", "verify", "--data", root).CombinedOutput()
+	d.say("%s", strings.TrimSpace(string(out)))
+	if err != nil {
+		return fmt.Errorf("ledger verify: %w", err)
+	}
+	d.step("done")
+	if keep {
+		d.say("data dir kept at %s", root)
+	}
+	return nil
+}
+
+func (d *demo) submit(ctx context.Context, actor ed25519.PrivateKey, kind, scope string, params any, cosign ...ed25519.PrivateKey) (*handshake.Result, error) {
+	a, err := action.New(kind, scope, identity.PublicOf(actor), params)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range cosign {
+		a.Cosigners = append(a.Cosigners, identity.PublicOf(k))
+	}
+	sa, err := action.Seal(a, actor)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range cosign {
+		if err := sa.Sign(k); err != nil {
+			return nil, err
+		}
+	}
+	return d.client.Submit(ctx, sa)
+}
+
+func (d *demo) create(ctx context.Context, root string) error {
+	keyFile := filepath.Join(root, "creator.key")
+	d.step("nexus key new --out creator.key (on the creator's side; the daemon never sees it)")
+	k, err := identity.Generate()
+	if err != nil {
+		return err
+	}
+	if err := identity.WriteKeyFile(keyFile, k); err != nil {
+		return err
+	}
+	d.owner = k
+	d.say("creator key %s", identity.PublicOf(k))
+
+	d.step("nexus imvu create imvu042 --owner-key creator.key")
+	offer, err := d.client.Offer(ctx)
+	if err != nil {
+		return err
+	}
+	h := sheetHandshake("imvu042", k, offer)
+	res, err := d.submit(ctx, k, handshake.KindCreate, "imvu042", h)
+	if err != nil {
+		return err
+	}
+	d.say("handshake signed by the creator, countersigned by the platform: ledger index %d", res.Index)
+	d.say("envelope: %d millicores, %d MiB, %d pids; split %d/%d; gate set %d", h.Envelope.CPUMilli, h.Envelope.MemoryBytes>>20, h.Envelope.Pids, h.Split[0], h.Split[1], h.GateSet)
+	d.say("receipt (inclusion proof + signed checkpoint) for tree size %d", res.Receipt.Checkpoint.Size)
+	return nil
+}
+
+func sheetHandshake(id string, owner ed25519.PrivateKey, offer api.Offer) handshake.Handshake {
+	sum := offer.Sheet.Hash()
+	return handshake.Handshake{IMVU: id, Owner: identity.PublicOf(owner), Envelope: offer.Envelope, PriceSheet: offer.Sheet,
+		SheetHash: hex.EncodeToString(sum[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
+		GateSet: offer.GateSet, Powers: offer.Powers}
+}
+
+// expectDenied prints a denial, and fails the demo if the action went through.
+func (d *demo) expectDenied(what string, res *handshake.Result, err error) error {
+	if den, ok := api.IsDenied(err); ok {
+		d.say("%-46s -> denied by %s: %s (ledger index %d)", what, den.Gate, den.Reason, den.Index)
+		return nil
+	}
+	if err != nil {
+		d.say("%-46s -> rejected: %v", what, err)
+		return nil
+	}
+	return fmt.Errorf("%s was accepted at index %d: the gates failed", what, res.Index)
+}
+
+func (d *demo) hostile(ctx context.Context) error {
+	d.step("hostile actions: every one is denied and the denial is ledgered")
+	var sum api.Summary
+	if err := d.client.Query(ctx, d.admin, api.QueryIMVU, "imvu042", nil, &sum); err != nil {
+		return err
+	}
+	shrunk := sum.Envelope
+	shrunk.MemoryBytes /= 2
+	res, err := d.submit(ctx, d.admin, handshake.KindResize, "imvu042", handshake.EnvelopeParams{Envelope: shrunk})
+	if err := d.expectDenied("admin shrinks imvu042's envelope alone", res, err); err != nil {
+		return err
+	}
+	other, err := identity.Generate()
+	if err != nil {
+		return err
+	}
+	offer, err := d.client.Offer(ctx)
+	if err != nil {
+		return err
+	}
+	h := sheetHandshake("imvu043", other, offer)
+	h.Split = [2]int{60, 40}
+	res, err = d.submit(ctx, other, handshake.KindCreate, "imvu043", h)
+	if err := d.expectDenied("creator claims a 60/40 split", res, err); err != nil {
+		return err
+	}
+	var big handshake.Resources
+	big.CPUMilli = 1 << 40
+	h = sheetHandshake("imvu044", other, offer)
+	h.Envelope.CPUMilli = big.CPUMilli
+	res, err = d.submit(ctx, other, handshake.KindCreate, "imvu044", h)
+	if err := d.expectDenied("envelope past declared capacity", res, err); err != nil {
+		return err
+	}
+	meter, err := identity.ReadKeyFile(d.dir.MeterKey("compute"))
+	if err != nil {
+		return err
+	}
+	ev := revenue.Usage{IMVU: "imvu042", Resource: "cpu_ms", Meter: "dns", Counter: 10, At: time.Now().UTC()}
+	res, err = d.submit(ctx, meter, handshake.KindUsage, "imvu042", handshake.UsageParams{Events: []revenue.Usage{ev}})
+	return d.expectDenied("compute meter reports as the dns meter", res, err)
+}
+
+func (d *demo) revenue(ctx context.Context) error {
+	d.step("metered usage from the platform's meters, priced by the co-signed sheet")
+	cal := revenue.Calendar{Length: 3 * time.Second}
+	// Start at the beginning of a fresh period so the whole run lands in one.
+	time.Sleep(time.Until(cal.Next(cal.Of(time.Now())).Start) + 100*time.Millisecond)
+	period := cal.Of(time.Now())
+	usage := []struct {
+		meter, resource string
+		counter         uint64
+	}{
+		{"compute", "cpu_ms", 12_345}, {"compute", "mem_mib_s", 51_200}, {"dns", "dns_queries", 8_017},
+		{"mail", "mail_messages", 42}, {"mail", "mail_bytes", 1_337_000}, {"net", "net_bytes", 987_654_321},
+	}
+	for _, u := range usage {
+		k, err := identity.ReadKeyFile(d.dir.MeterKey(u.meter))
+		if err != nil {
+			return err
+		}
+		ev := revenue.Usage{IMVU: "imvu042", Resource: u.resource, Meter: u.meter, Counter: u.counter, At: time.Now().UTC()}
+		res, err := d.submit(ctx, k, handshake.KindUsage, "imvu042", handshake.UsageParams{Events: []revenue.Usage{ev}})
+		if err != nil {
+			return fmt.Errorf("usage %s: %w", u.resource, err)
+		}
+		d.say("%-8s meter: %-14s counter %-11d ledger index %d", u.meter, u.resource, u.counter, res.Index)
+	}
+	k, _ := identity.ReadKeyFile(d.dir.MeterKey("compute"))
+	ev := revenue.Usage{IMVU: "imvu042", Resource: "cpu_ms", Meter: "compute", Counter: 100, At: time.Now().UTC()}
+	res, err := d.submit(ctx, k, handshake.KindUsage, "imvu042", handshake.UsageParams{Events: []revenue.Usage{ev}})
+	if err := d.expectDenied("compute meter lowers its cpu_ms counter", res, err); err != nil {
+		return err
+	}
+
+	time.Sleep(time.Until(period.End) + 100*time.Millisecond)
+	d.step("nexus revenue statement imvu042 --period %s", period)
+	var ans api.StatementAnswer
+	if err := d.client.Query(ctx, d.owner, api.QueryStatement, "imvu042", api.StatementParams{Period: period.String()}, &ans); err != nil {
+		return err
+	}
+	var buf strings.Builder
+	printStatement(&buf, ans)
+	d.say("%s", strings.ReplaceAll(strings.TrimRight(buf.String(), "\n"), "\n", "\n   "))
+
+	cheat := handshake.SettleParams{Period: ans.Period, First: ans.First, Last: ans.Last, Sheet: ans.SheetHashHex,
+		Gross: ans.Gross, Creator: ans.Gross / 2, Platform: ans.Gross - ans.Gross/2}
+	res, err = d.submit(ctx, d.admin, handshake.KindSettle, "imvu042", cheat)
+	if err := d.expectDenied("admin settles at 50/50", res, err); err != nil {
+		return err
+	}
+	d.step("nexus revenue settle imvu042 --period %s", period)
+	fair := cheat
+	fair.Creator, fair.Platform = ans.Creator, ans.Platform
+	res, err = d.submit(ctx, d.admin, handshake.KindSettle, "imvu042", fair)
+	if err != nil {
+		return err
+	}
+	d.say("settled at ledger index %d: creator %d + platform %d = gross %d", res.Index, fair.Creator, fair.Platform, fair.Gross)
+	if fair.Creator+fair.Platform != fair.Gross {
+		return errors.New("settlement does not add up")
+	}
+	res, err = d.submit(ctx, d.admin, handshake.KindSettle, "imvu042", fair)
+	return d.expectDenied("admin settles the same period twice", res, err)
+}

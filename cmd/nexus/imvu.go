@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/revenue"
+)
+
+func cmdIMVU(e *env) *cobra.Command {
+	c := &cobra.Command{Use: "imvu", Short: "Create, list, show and exit IMVUs"}
+	var (
+		ownerKey string
+		env      envelopeFlags
+		powers   []string
+		sg       signing
+	)
+	create := &cobra.Command{
+		Use:   "create NAME --owner-key FILE",
+		Short: "Perform the handshake: the creator signs, the platform countersigns; envelope and price sheet are recorded",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ownerKey == "" {
+				return fmt.Errorf("--owner-key FILE is required (make one with `nexus key new --out FILE`)")
+			}
+			if err := identity.ValidScope(args[0]); err != nil || args[0] == identity.ScopePlatform {
+				return fmt.Errorf("IMVU name %q: want a lowercase letter, then up to 62 of a-z 0-9 -", args[0])
+			}
+			owner, err := identity.ReadKeyFile(ownerKey)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			offer, err := c.Offer(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			envl, err := env.apply(offer.Envelope)
+			if err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("power") {
+				powers = offer.Powers
+			}
+			sheetHash := offer.Sheet.Hash()
+			h := handshake.Handshake{IMVU: args[0], Owner: identity.PublicOf(owner), Envelope: envl, PriceSheet: offer.Sheet,
+				SheetHash: hex.EncodeToString(sheetHash[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
+				GateSet: offer.GateSet, Powers: powers}
+			return e.submit(cmd, &sg, owner, handshake.KindCreate, args[0], h)
+		},
+	}
+	create.Flags().StringVar(&ownerKey, "owner-key", "", "the creator's key file; it never leaves this machine")
+	create.Flags().StringSliceVar(&powers, "power", nil, "platform powers to pre-consent to (default: those the platform offers)")
+	env.flags(create)
+	sg.flags(create)
+
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List the IMVUs the caller may see",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return e.listIMVUs(cmd, identity.ScopePlatform)
+		},
+	}
+	var scope string
+	ls.Flags().StringVar(&scope, "scope", identity.ScopePlatform, "list inside this scope (an IMVU owner passes its IMVU)")
+	ls.RunE = func(cmd *cobra.Command, _ []string) error { return e.listIMVUs(cmd, scope) }
+
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show an IMVU: all of it to its owner and members, its summary to admins",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			var out map[string]any
+			if err := c.Query(ctxOf(cmd), k, api.QueryIMVU, args[0], nil, &out); err != nil {
+				return err
+			}
+			return e.print(out, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				for _, key := range []string{"id", "owner", "status", "created", "handshake", "envelope", "used", "powers"} {
+					if v, ok := out[key]; ok {
+						fmt.Fprintf(tw, "%s\t%v\n", key, v)
+					}
+				}
+				tw.Flush()
+			})
+		},
+	}
+	var exitSg signing
+	exit := &cobra.Command{
+		Use:   "exit NAME --key OWNER_KEY",
+		Short: "Start the IMVU's exit: from now on the platform can only export it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			return e.submit(cmd, &exitSg, k, handshake.KindExit, args[0], handshake.ExitParams{})
+		},
+	}
+	exitSg.flags(exit)
+	c.AddCommand(create, ls, show, exit)
+	return c
+}
+
+func (e *env) listIMVUs(cmd *cobra.Command, scope string) error {
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	k, err := e.callerKey()
+	if err != nil {
+		return err
+	}
+	var out []api.Summary
+	if err := c.Query(ctxOf(cmd), k, api.QueryIMVUs, scope, nil, &out); err != nil {
+		return err
+	}
+	return e.print(out, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tCPU\tMEMORY\tCREATED\tOWNER")
+		for _, s := range out {
+			created, _ := time.Parse(time.RFC3339, s.Created)
+			fmt.Fprintf(tw, "%s\t%s\t%dm\t%dMi\t%s\t%s\n", s.ID, s.Status, s.Envelope.CPUMilli, s.Envelope.MemoryBytes>>20,
+				created.Format("2006-01-02 15:04"), s.Owner)
+		}
+		tw.Flush()
+	})
+}
+
+func cmdEnvelope(e *env) *cobra.Command {
+	c := &cobra.Command{Use: "envelope", Short: "Show and resize IMVU envelopes"}
+	var (
+		env envelopeFlags
+		sg  signing
+	)
+	resize := &cobra.Command{
+		Use:   "resize NAME [--cpu ...] --key KEY [--cosign OWNER_KEY]",
+		Short: "Resize an envelope; an admin needs the owner's co-signature, and nobody may shrink it without the owner",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			var cur api.Summary
+			if err := c.Query(ctxOf(cmd), k, api.QueryIMVU, args[0], nil, &cur); err != nil {
+				return err
+			}
+			next, err := env.apply(cur.Envelope)
+			if err != nil {
+				return err
+			}
+			return e.submit(cmd, &sg, k, handshake.KindResize, args[0], handshake.EnvelopeParams{Envelope: next})
+		},
+	}
+	env.flags(resize)
+	sg.flags(resize)
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show an envelope: allocated, used and left",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			var s api.Summary
+			if err := c.Query(ctxOf(cmd), k, api.QueryIMVU, args[0], nil, &s); err != nil {
+				return err
+			}
+			left, _ := s.Envelope.Sub(s.Used)
+			out := map[string]handshake.Resources{"allocated": s.Envelope, "used": s.Used, "left": left}
+			return e.print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "allocated %+v\nused      %+v\nleft      %+v\n", s.Envelope, s.Used, left)
+			})
+		},
+	}
+	c.AddCommand(resize, show)
+	return c
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/datadir"
+	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/ledger"
+)
+
+func cmdLedger(e *env) *cobra.Command {
+	c := &cobra.Command{Use: "ledger", Short: "Verify the ledger offline; read entries and receipts"}
+	var vkeyFile string
+	verify := &cobra.Command{
+		Use:   "verify --data DIR",
+		Short: "Offline: recompute the Merkle tree and check every checkpoint; exit 1 naming the first bad index",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			root, err := e.dataDir()
+			if err != nil {
+				return err
+			}
+			dir, err := datadir.Open(root)
+			if err != nil {
+				return err
+			}
+			if vkeyFile == "" {
+				vkeyFile = dir.VerifierKey()
+			}
+			vb, err := os.ReadFile(vkeyFile)
+			if err != nil {
+				return fmt.Errorf("verifier key: %w", err)
+			}
+			v, err := note.NewVerifier(strings.TrimSpace(string(vb)))
+			if err != nil {
+				return fmt.Errorf("verifier key %s: %w", vkeyFile, err)
+			}
+			start := time.Now()
+			prog := newProgress(os.Stderr, "verify")
+			rep, err := ledger.Verify(ctxOf(cmd), dir.Ledger(), v, prog.update)
+			prog.done()
+			var te *ledger.TamperError
+			if errors.As(err, &te) {
+				e.print(map[string]any{"ok": false, "index": te.Index, "error": te.Error()}, func(w io.Writer) {
+					fmt.Fprintf(w, "FAILED: %v\n", te)
+				})
+				return exitError{code: 1, err: fmt.Errorf("ledger verification failed at index %d", te.Index)}
+			}
+			if err != nil {
+				return err
+			}
+			return e.print(map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints, "root": fmt.Sprintf("%x", rep.Root)},
+				func(w io.Writer) {
+					fmt.Fprintf(w, "ok: %d entries, %d checkpoints verified, root %x (%s)\n", rep.Entries, rep.Checkpoints, rep.Root, time.Since(start).Round(time.Millisecond))
+				})
+		},
+	}
+	verify.Flags().StringVar(&vkeyFile, "vkey", "", "the platform's verifier key file (default DIR/platform/ledger.vkey); pin your own copy")
+
+	var n uint64
+	var scope string
+	tail := &cobra.Command{
+		Use:   "tail [-n N] [--scope S]",
+		Short: "Show the newest entries the caller may see (whole inside its scope, headers only for admins outside it)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			start := uint64(0)
+			if st.Ledger.Size > n {
+				start = st.Ledger.Size - n
+			}
+			var out []api.Entry
+			if err := c.Query(ctxOf(cmd), k, api.QueryEntries, scope, api.EntriesParams{Start: start, Count: n}, &out); err != nil {
+				return err
+			}
+			return e.print(out, func(w io.Writer) {
+				rows := [][]string{{"INDEX", "TIME", "TYPE", "SCOPE", "KIND", "GATE"}}
+				for _, en := range out {
+					rows = append(rows, []string{strconv.FormatUint(en.Index, 10), en.Time, en.Type, en.Scope, en.Kind, en.Gate})
+				}
+				printLines(w, rows)
+			})
+		},
+	}
+	tail.Flags().Uint64VarP(&n, "n", "n", 20, "number of entries")
+	tail.Flags().StringVar(&scope, "scope", identity.ScopePlatform, "read inside this scope (an IMVU owner passes its IMVU)")
+
+	var pscope string
+	proof := &cobra.Command{
+		Use:   "proof INDEX [--scope S]",
+		Short: "Print the receipt of an entry: index, inclusion proof and signed checkpoint (c2sp tlog-proof)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			idx, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil {
+				return fmt.Errorf("INDEX %q: want a whole number", args[0])
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			var ans api.ReceiptAnswer
+			if err := c.Query(ctxOf(cmd), k, api.QueryReceipt, pscope, api.ReceiptParams{Index: idx}, &ans); err != nil {
+				return err
+			}
+			return e.print(ans, func(w io.Writer) { fmt.Fprint(w, ans.Proof) })
+		},
+	}
+	proof.Flags().StringVar(&pscope, "scope", identity.ScopePlatform, "the entry's scope")
+	c.AddCommand(verify, tail, proof)
+	return c
+}
+
+// progress draws a one-line progress report on a terminal, at most ten times a
+// second.
+type progress struct {
+	w     io.Writer
+	what  string
+	last  time.Time
+	shown bool
+}
+
+func newProgress(w io.Writer, what string) *progress { return &progress{w: w, what: what} }
+
+func (p *progress) update(done, total uint64) {
+	if time.Since(p.last) < 100*time.Millisecond && done != total {
+		return
+	}
+	p.last = time.Now()
+	pct := uint64(100)
+	if total > 0 {
+		pct = done * 100 / total
+	}
+	fmt.Fprintf(p.w, "\r%s: %d/%d (%d%%)", p.what, done, total, pct)
+	p.shown = true
+}
+
+func (p *progress) done() {
+	if p.shown {
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,182 @@
+// Package config reads and writes nexus.toml: listeners, platform constants and
+// the defaults offered to new IMVUs. Every field has a sane default, so an empty
+// file is a working single-host configuration. It never holds keys or state.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/revenue"
+)
+
+// Config is the content of nexus.toml.
+type Config struct {
+	API      API       `toml:"api"`
+	Platform Platform  `toml:"platform"`
+	Defaults Defaults  `toml:"defaults"`
+	Capacity Resources `toml:"capacity"`
+}
+
+// Resources is an envelope or capacity in the config file.
+type Resources = handshake.Resources
+
+// API says where the control API listens.
+type API struct {
+	Listen string `toml:"listen"` // TCP address on loopback, "" to serve only the socket
+	Socket string `toml:"socket"` // unix socket path, relative to the data dir
+}
+
+// Platform holds the constants written into the genesis entry.
+type Platform struct {
+	Origin   string    `toml:"origin"`   // the ledger's checkpoint origin line
+	TLDs     []string  `toml:"tlds"`     // platform TLDs IMVU names are bound under
+	Skew     Duration  `toml:"skew"`     // G02 window
+	Period   string    `toml:"period"`   // "month" or a duration like "10s"
+	Powers   []string  `toml:"powers"`   // platform powers an IMVU may pre-consent to
+	Envelope Resources `toml:"envelope"` // the platform's own workloads run inside this
+}
+
+// Defaults are offered to `imvu create` when the creator names none.
+type Defaults struct {
+	Envelope Resources        `toml:"envelope"`
+	Prices   map[string]int64 `toml:"prices"`
+}
+
+// Duration reads "5m" and the like.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+const (
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// Default is the embedded default: one host, everything on loopback.
+func Default() Config {
+	sheet := revenue.DefaultPriceSheet()
+	prices := make(map[string]int64, len(sheet.Prices))
+	for k, v := range sheet.Prices {
+		prices[k] = int64(v)
+	}
+	return Config{
+		API: API{Listen: "127.0.0.1:7080", Socket: "nexus.sock"},
+		Platform: Platform{
+			Origin: "nexus.local/ledger", TLDs: []string{"world"}, Skew: Duration{5 * time.Minute}, Period: "month",
+			Powers:   []string{"mail.rate-cap-on-abuse", "compute.oom-kill-in-envelope", "net.rate-limit-in-envelope"},
+			Envelope: Resources{CPUMilli: 500, MemoryBytes: 512 * mib, Pids: 512, DiskBytes: 4 * gib, IOBps: 50 * mib, IOPS: 1000, NetBps: 100 * mib},
+		},
+		Defaults: Defaults{
+			Envelope: Resources{CPUMilli: 1000, MemoryBytes: 1 * gib, Pids: 256, DiskBytes: 10 * gib, IOBps: 50 * mib,
+				IOPS: 1000, NetBps: 100 * mib, DNSRecords: 1000, Mailboxes: 50, MailBytes: 5 * gib},
+			Prices: prices,
+		},
+		Capacity: Resources{CPUMilli: 16000, MemoryBytes: 20 * gib, Pids: 65536, DiskBytes: 200 * gib, IOBps: 1 * gib,
+			IOPS: 100000, NetBps: 10 * gib, DNSRecords: 1 << 20, Mailboxes: 100000, MailBytes: 1 << 40},
+	}
+}
+
+// Load reads path over the defaults. Unknown keys are an error naming them.
+func Load(path string) (Config, error) {
+	c := Default()
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		return c, fmt.Errorf("config %s: unknown key %q", path, un[0].String())
+	}
+	return c, c.Check()
+}
+
+// Check reports the first invalid setting.
+func (c Config) Check() error {
+	if c.API.Listen != "" {
+		host, _, err := net.SplitHostPort(c.API.Listen)
+		if err != nil {
+			return fmt.Errorf("api.listen %q: %w", c.API.Listen, err)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("api.listen %q: the control API listens on loopback only", c.API.Listen)
+		}
+	}
+	if c.API.Listen == "" && c.API.Socket == "" {
+		return errors.New("api: set listen, socket or both")
+	}
+	if c.Platform.Skew.Duration <= 0 {
+		return errors.New("platform.skew must be positive")
+	}
+	if _, err := c.Calendar(); err != nil {
+		return err
+	}
+	if err := c.Sheet().Validate(); err != nil {
+		return fmt.Errorf("defaults.prices: %w", err)
+	}
+	return nil
+}
+
+// Calendar is the settlement calendar the period setting names.
+func (c Config) Calendar() (revenue.Calendar, error) {
+	if c.Platform.Period == "month" || c.Platform.Period == "" {
+		return revenue.Calendar{}, nil
+	}
+	d, err := time.ParseDuration(c.Platform.Period)
+	if err != nil || d < time.Second {
+		return revenue.Calendar{}, fmt.Errorf("platform.period %q: want \"month\" or a duration of at least 1s", c.Platform.Period)
+	}
+	return revenue.Calendar{Length: d}, nil
+}
+
+// Sheet is the default price sheet.
+func (c Config) Sheet() revenue.PriceSheet {
+	s := revenue.PriceSheet{Version: "default", Prices: map[string]revenue.Amount{}}
+	for k, v := range c.Defaults.Prices {
+		s.Prices[k] = revenue.Amount(v)
+	}
+	return s
+}
+
+// Encode renders c as TOML.
+func (c Config) Encode() ([]byte, error) {
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(c); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Write stores c at path, refusing to replace an existing file.
+func (c Config) Write(path string) error {
+	b, err := c.Encode()
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write config: %w", err)
+	}
+	return f.Close()
+}

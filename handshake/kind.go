@@ -1,0 +1,214 @@
+package handshake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nexus-core/nexus/action"
+	"github.com/nexus-core/nexus/identity"
+)
+
+// Where says which scopes a kind acts on.
+type Where int
+
+// Scopes a kind may act on.
+const (
+	OnIMVU Where = iota
+	OnPlatform
+	OnEither
+)
+
+// Kind describes one action kind: who may ask for it, what it names and demands
+// (Prepare), and its effect (Apply). Only the engine calls Apply, and only with a
+// live Tx, which nothing outside this package can make.
+type Kind struct {
+	Name        string
+	Resource    string          // the resource kind it changes; must have an exporter and importer (G16)
+	Roles       []identity.Role // roles that may submit it (G03)
+	Where       Where
+	SelfIssued  bool // the action binds its own actor (the handshake)
+	Duty        bool // an enumerated platform duty: G06 does not ask for consent; G09-G11 check it
+	Countersign bool // the platform adds its signature before ledgering
+	Exit        bool // part of exit: only G01-G03 and G17 apply
+	Prepare     func(*Request) error
+	Apply       func(*Tx) error
+
+	engine *Engine
+}
+
+// Exporter writes one resource kind of an IMVU into an exit bundle folder.
+type Exporter interface {
+	Export(ctx context.Context, m *IMVU, dir string) error
+}
+
+// Importer restores one resource kind of an IMVU from an exit bundle folder.
+type Importer interface {
+	Import(ctx context.Context, m *IMVU, dir string) error
+}
+
+// Resource is a kind of data an IMVU owns. It cannot exist without a way out and a
+// way back in (G16).
+type Resource struct {
+	Name     string
+	Exporter Exporter
+	Importer Importer
+}
+
+// RegisterResource adds a resource kind. Both exporter and importer are required.
+func (e *Engine) RegisterResource(r Resource) error {
+	switch {
+	case r.Name == "":
+		return errors.New("register resource: empty name")
+	case r.Exporter == nil || r.Importer == nil:
+		return fmt.Errorf("register resource %q: G16 requires both an exporter and an importer", r.Name)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, dup := e.resources[r.Name]; dup {
+		return fmt.Errorf("register resource %q: already registered", r.Name)
+	}
+	e.resources[r.Name] = r
+	return nil
+}
+
+// Register adds an action kind. Its resource kind must already be registered.
+func (e *Engine) Register(k Kind) error {
+	switch {
+	case k.Prepare == nil || k.Apply == nil:
+		return fmt.Errorf("register kind %q: Prepare and Apply are required", k.Name)
+	case len(k.Roles) == 0 && !k.SelfIssued:
+		return fmt.Errorf("register kind %q: no role may submit it", k.Name)
+	}
+	if _, err := action.New(k.Name, identity.ScopePlatform, identity.PublicKey{1}, struct{}{}); err != nil {
+		return fmt.Errorf("register kind: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.resources[k.Resource]; !ok {
+		return fmt.Errorf("register kind %q: resource kind %q has no exporter and importer (G16)", k.Name, k.Resource)
+	}
+	if _, dup := e.kinds[k.Name]; dup {
+		return fmt.Errorf("register kind %q: already registered", k.Name)
+	}
+	k.engine = e
+	e.kinds[k.Name] = &k
+	return nil
+}
+
+// ErrNoPermit is returned by a Tx used outside the engine's apply step.
+var ErrNoPermit = errors.New("handshake: state changes only inside the engine's apply step")
+
+// Tx is an applier's permit to change state: made by the engine after the action
+// is durable in the ledger, valid only until the applier returns. The zero Tx
+// permits nothing.
+type Tx struct {
+	engine *Engine
+	req    *Request
+	at     time.Time
+	live   bool
+}
+
+func (tx *Tx) ok() error {
+	if tx == nil || !tx.live || tx.engine == nil {
+		return ErrNoPermit
+	}
+	return nil
+}
+
+// Action is the action being applied.
+func (tx *Tx) Action() *action.Action {
+	if tx.ok() != nil {
+		return nil
+	}
+	return tx.req.Action
+}
+
+// Params is what the kind's Prepare decoded.
+func (tx *Tx) Params() any {
+	if tx.ok() != nil {
+		return nil
+	}
+	return tx.req.Params
+}
+
+// Index is the ledger index of the action entry.
+func (tx *Tx) Index() uint64 {
+	if tx.ok() != nil {
+		return 0
+	}
+	return tx.req.Index
+}
+
+// At is the time the action was ledgered: appliers use it, never the clock, so a
+// replay reaches the same state.
+func (tx *Tx) At() time.Time { return tx.at }
+
+// IMVU returns the scope IMVU's state for change. It is the only IMVU a Tx reaches.
+func (tx *Tx) IMVU() (*IMVU, error) {
+	if err := tx.ok(); err != nil {
+		return nil, err
+	}
+	m := tx.engine.state.IMVUs[tx.req.Action.Scope]
+	if m == nil {
+		return nil, fmt.Errorf("no IMVU %s", tx.req.Action.Scope)
+	}
+	return m, nil
+}
+
+// Platform returns the platform state for change; only platform-scope actions get it.
+func (tx *Tx) Platform() (*Platform, error) {
+	if err := tx.ok(); err != nil {
+		return nil, err
+	}
+	if tx.req.Action.Scope != identity.ScopePlatform {
+		return nil, fmt.Errorf("platform state is out of reach of an action on %s", tx.req.Action.Scope)
+	}
+	return &tx.engine.state.Platform, nil
+}
+
+// CreateIMVU adds the scope IMVU.
+func (tx *Tx) CreateIMVU(m *IMVU) error {
+	if err := tx.ok(); err != nil {
+		return err
+	}
+	if m.ID != tx.req.Action.Scope {
+		return fmt.Errorf("create IMVU %s from an action on %s", m.ID, tx.req.Action.Scope)
+	}
+	if _, dup := tx.engine.state.IMVUs[m.ID]; dup {
+		return fmt.Errorf("IMVU %s exists", m.ID)
+	}
+	tx.engine.state.IMVUs[m.ID] = m
+	return nil
+}
+
+// Bind binds a resource name to the scope IMVU.
+func (tx *Tx) Bind(n Name) error {
+	m, err := tx.IMVU()
+	if err != nil {
+		return err
+	}
+	key := n.String()
+	if owner, ok := tx.engine.state.bindings[key]; ok && owner != m.ID {
+		return fmt.Errorf("%s is bound to %s", key, owner)
+	}
+	tx.engine.state.bindings[key] = m.ID
+	m.Bindings[key] = n.Type
+	return nil
+}
+
+// Unbind releases a resource name of the scope IMVU.
+func (tx *Tx) Unbind(n Name) error {
+	m, err := tx.IMVU()
+	if err != nil {
+		return err
+	}
+	key := n.String()
+	if owner := tx.engine.state.bindings[key]; owner != m.ID {
+		return fmt.Errorf("%s is not bound to %s", key, m.ID)
+	}
+	delete(tx.engine.state.bindings, key)
+	delete(m.Bindings, key)
+	return nil
+}

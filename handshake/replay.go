@@ -1,0 +1,162 @@
+package handshake
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+
+	"github.com/nexus-core/nexus/identity"
+)
+
+// Genesis writes the first ledger entry. It fails unless the ledger is empty.
+func (e *Engine) Genesis(ctx context.Context, g Genesis) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.log.Size() != 0 {
+		return errors.New("genesis: the ledger is not empty")
+	}
+	if g.GateSet != GateSet {
+		return fmt.Errorf("genesis: gate set %d, want %d", g.GateSet, GateSet)
+	}
+	_, err := e.append(ctx, &Record{Type: RecordGenesis, Time: e.now().UTC(), Scope: identity.ScopePlatform, Genesis: &g})
+	return err
+}
+
+// Replay derives the state from the ledger, from the genesis entry on. Actions
+// are re-applied without their gates (they passed when ledgered); an action whose
+// effect entry is missing (a crash between the two) gets its effect now. Each
+// IMVU's state file is then compared with the derived state: a file changed
+// around the interfaces is restored and the change ledgered as drift.
+func (e *Engine) Replay(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	size := e.log.Size()
+	if size == 0 {
+		return errors.New("replay: the ledger is empty; run nexus init")
+	}
+	pending := map[uint64]string{} // action index -> scope, until its effect entry is seen
+	expect := map[uint64]string{}  // action index -> state hash after replaying it
+	err := e.log.Scan(ctx, 0, size, func(i uint64, data []byte) error {
+		var rec Record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		if i == 0 {
+			if rec.Type != RecordGenesis || rec.Genesis == nil {
+				return errors.New("entry 0 is not the genesis record")
+			}
+			e.state = newState(*rec.Genesis)
+			return nil
+		}
+		switch rec.Type {
+		case RecordAction:
+			h, err := e.replayAction(i, &rec)
+			if err != nil {
+				return fmt.Errorf("replay entry %d (%s): %w", i, rec.Kind, err)
+			}
+			pending[i], expect[i] = rec.Scope, h
+		case RecordDenial:
+			if a, err := rec.Action.Open(); err == nil {
+				e.state.useNonce(a.Actor, a.Nonce, a.IssuedAt)
+			}
+		case RecordEffect:
+			if want, ok := expect[rec.Ref]; ok && want != rec.State {
+				e.logger.Error("effect hash differs on replay", "action", rec.Ref, "ledgered", rec.State, "replayed", want)
+			}
+			delete(pending, rec.Ref)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.replayed = true
+	for _, idx := range sortedKeys(pending) {
+		scope := pending[idx]
+		h, err := e.persist(scope)
+		if err != nil {
+			return err
+		}
+		if _, err := e.append(ctx, &Record{Type: RecordEffect, Time: e.now().UTC(), Scope: scope, Ref: idx, State: h}); err != nil {
+			return err
+		}
+		e.logger.Warn("completed effect of an action ledgered before a crash", "index", idx, "scope", scope)
+	}
+	return e.checkFiles(ctx)
+}
+
+func (e *Engine) replayAction(i uint64, rec *Record) (string, error) {
+	a, err := rec.Action.Open()
+	if err != nil {
+		return "", err
+	}
+	k := e.kinds[a.Kind]
+	if k == nil {
+		return "", fmt.Errorf("no kind %q registered", a.Kind)
+	}
+	good, _ := rec.Action.Verify()
+	req := &Request{Signed: rec.Action, Action: a, Kind: k, Now: rec.Time, State: e.state, SignedBy: good, Index: i}
+	if err := k.Prepare(req); err != nil {
+		return "", err
+	}
+	tx := &Tx{engine: e, req: req, at: rec.Time, live: true}
+	err = k.Apply(tx)
+	tx.live = false
+	if err != nil {
+		return "", err
+	}
+	e.state.useNonce(a.Actor, a.Nonce, a.IssuedAt)
+	if a.Scope == identity.ScopePlatform {
+		h, _, err := e.state.Platform.Hash()
+		return h, err
+	}
+	h, _, err := e.state.IMVUs[a.Scope].Hash()
+	return h, err
+}
+
+// checkFiles compares every IMVU's state file with the derived state.
+func (e *Engine) checkFiles(ctx context.Context) error {
+	ids := make([]string, 0, len(e.state.IMVUs))
+	for id := range e.state.IMVUs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		h, want, err := e.state.IMVUs[id].Hash()
+		if err != nil {
+			return err
+		}
+		got, err := e.store.ReadIMVU(id)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if bytes.Equal(got, want) {
+			continue
+		}
+		reason := "state file was changed outside the engine"
+		if got == nil {
+			reason = "state file was missing"
+		}
+		if _, err := e.append(ctx, &Record{Type: RecordDrift, Time: e.now().UTC(), Scope: id, Reason: reason, State: h}); err != nil {
+			return err
+		}
+		if err := e.store.WriteIMVU(id, want); err != nil {
+			return err
+		}
+		e.logger.Warn("drift restored", "imvu", id, "reason", reason)
+	}
+	return nil
+}
+
+func sortedKeys(m map[uint64]string) []uint64 {
+	out := make([]uint64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
