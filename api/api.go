@@ -59,18 +59,18 @@ type Status struct {
 // Offer is what the platform offers a new IMVU: the creator reads it, decides,
 // and signs a handshake built from it.
 type Offer struct {
-	Platform string             `json:"platform"` // platform key: it countersigns
+	Platform string              `json:"platform"` // platform key: it countersigns
 	Envelope handshake.Resources `json:"envelope"`
-	Sheet    revenue.PriceSheet `json:"price_sheet"`
-	Powers   []string           `json:"powers"`
-	TLDs     []string           `json:"tlds"`
-	Period   string             `json:"period"`
-	GateSet  int                `json:"gate_set"`
+	Sheet    revenue.PriceSheet  `json:"price_sheet"`
+	Powers   []string            `json:"powers"`
+	TLDs     []string            `json:"tlds"`
+	Period   string              `json:"period"`
+	GateSet  int                 `json:"gate_set"`
 }
 
 // Error is the body of every non-2xx answer.
 type Error struct {
-	Error  string             `json:"error"`
+	Error  string            `json:"error"`
 	Denial *handshake.Denial `json:"denial,omitempty"`
 }
 
@@ -125,7 +125,7 @@ type ReceiptParams struct {
 // ReceiptAnswer carries a receipt in the c2sp tlog-proof text form, with the
 // entry it proves.
 type ReceiptAnswer struct {
-	Index   uint64          `json:"index"`
-	Proof   string          `json:"proof"`
-	Record  json.RawMessage `json:"record"`
+	Index  uint64          `json:"index"`
+	Proof  string          `json:"proof"`
+	Record json.RawMessage `json:"record"`
 }

@@ -191,8 +191,8 @@ func applyCreate(tx *Tx) error {
 	cal := tx.engine.state.Calendar
 	m := &IMVU{ID: h.IMVU, Owner: h.Owner, Handshake: tx.Index(), Created: tx.At(), Status: StatusActive,
 		Envelope: h.Envelope, Powers: h.Powers,
-		Terms:    []Term{{From: cal.Of(tx.At()).String(), Sheet: h.PriceSheet, Hash: h.SheetHash, Index: tx.Index()}},
-		Members:  map[identity.PublicKey]identity.Identity{}, Revoked: map[identity.PublicKey]uint64{},
+		Terms:   []Term{{From: cal.Of(tx.At()).String(), Sheet: h.PriceSheet, Hash: h.SheetHash, Index: tx.Index()}},
+		Members: map[identity.PublicKey]identity.Identity{}, Revoked: map[identity.PublicKey]uint64{},
 		Counters: map[string]Counter{}, Settled: map[string]Settlement{}, Bindings: map[string]string{}}
 	if err := tx.CreateIMVU(m); err != nil {
 		return err

@@ -75,20 +75,20 @@ type Settlement struct {
 // IMVU is the engine's record of one tenant. Everything here is derived from the
 // ledger; the copy on disk under DATA/imvu/<ID>/state.json is checked against it.
 type IMVU struct {
-	ID        string                                  `json:"id"`
-	Owner     identity.PublicKey                      `json:"owner"`
-	Handshake uint64                                  `json:"handshake"` // ledger index of the handshake record
-	Created   time.Time                               `json:"created"`
-	Status    Status                                  `json:"status"`
-	Envelope  Resources                               `json:"envelope"`
-	Used      Resources                               `json:"used"`
-	Powers    []string                                `json:"powers"`
-	Terms     []Term                                  `json:"terms"`
+	ID        string                                   `json:"id"`
+	Owner     identity.PublicKey                       `json:"owner"`
+	Handshake uint64                                   `json:"handshake"` // ledger index of the handshake record
+	Created   time.Time                                `json:"created"`
+	Status    Status                                   `json:"status"`
+	Envelope  Resources                                `json:"envelope"`
+	Used      Resources                                `json:"used"`
+	Powers    []string                                 `json:"powers"`
+	Terms     []Term                                   `json:"terms"`
 	Members   map[identity.PublicKey]identity.Identity `json:"members"`
 	Revoked   map[identity.PublicKey]uint64            `json:"revoked"`
-	Counters  map[string]Counter                      `json:"counters"` // "resource/meter" -> newest
-	Settled   map[string]Settlement                   `json:"settled"`
-	Bindings  map[string]string                       `json:"bindings"` // resource name -> type
+	Counters  map[string]Counter                       `json:"counters"` // "resource/meter" -> newest
+	Settled   map[string]Settlement                    `json:"settled"`
+	Bindings  map[string]string                        `json:"bindings"` // resource name -> type
 	Resources map[string]json.RawMessage               `json:"resources,omitempty"`
 
 	usage []revenue.Usage // every usage event, in ledger order; rebuilt by replay
