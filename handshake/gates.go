@@ -176,8 +176,8 @@ func gateOwnership(r *Request) error {
 				return deny("%s is not bound to %s", n, r.Action.Scope)
 			}
 		case Create:
-			if bound && owner != r.Action.Scope {
-				return deny("%s is bound to another IMVU", n)
+			if bound {
+				return deny("%s is already bound to %s", n, owner)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"time"
 
 	"github.com/nexus-core/nexus/action"
@@ -37,3 +38,12 @@ type Record struct {
 }
 
 func hexHash(h [32]byte) string { return hex.EncodeToString(h[:]) }
+
+// ParseRecord decodes a ledger entry's payload.
+func ParseRecord(b []byte) (Record, error) {
+	var r Record
+	err := jsonUnmarshal(b, &r)
+	return r, err
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

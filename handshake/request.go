@@ -14,7 +14,7 @@ type NameUse int
 // How an action uses a name.
 const (
 	Own    NameUse = iota // must already be bound to the action's IMVU
-	Create                // must be free, or bound to the action's IMVU
+	Create                // must be free: the action binds it
 	Refer                 // read or written across IMVUs: needs a grant (G05)
 )
 

@@ -60,6 +60,11 @@ func monthOf(t time.Time) Period {
 	return Period{Start: start, End: start.AddDate(0, 1, 0)}
 }
 
+const (
+	giga        = 1_000_000_000 // nanoseconds per second
+	fastSeconds = 4_000_000_000 // fixedOf's int64 range: about ±126 years
+)
+
 // fixedOf returns [floor(n/L)*L, +L) where n is t in nanoseconds since the
 // epoch. Within about ±126 years of 1970 int64 suffices; beyond that it
 // falls back to exact big-integer arithmetic.
@@ -67,8 +72,8 @@ func fixedOf(t time.Time, length time.Duration) Period {
 	l := int64(length)
 	sec, nsec := t.Unix(), int64(t.Nanosecond())
 	var start time.Time
-	if -4e9 <= sec && sec <= 4e9 && sec*1e9+nsec >= math.MinInt64+l {
-		n := sec*1e9 + nsec // |n| < 4.000000001e18
+	if -fastSeconds <= sec && sec <= fastSeconds && sec*giga+nsec >= math.MinInt64+l {
+		n := sec*giga + nsec // |n| < 4_000_000_001 * 10^9 < MaxInt64
 		m := n % l
 		if m < 0 {
 			m += l
@@ -82,14 +87,14 @@ func fixedOf(t time.Time, length time.Duration) Period {
 }
 
 func fixedStartBig(sec, nsec, l int64) time.Time {
-	giga := big.NewInt(1e9)
-	n := new(big.Int).Mul(big.NewInt(sec), giga)
+	g := big.NewInt(giga)
+	n := new(big.Int).Mul(big.NewInt(sec), g)
 	n.Add(n, big.NewInt(nsec))
 	bl := big.NewInt(l)
 	n.Div(n, bl) // Euclidean division: floor, as l > 0
 	n.Mul(n, bl)
-	s, ns := new(big.Int).DivMod(n, giga, new(big.Int))
-	// s >= sec - l/1e9 - 1 > MinInt64 for every time.Time in practice.
+	s, ns := new(big.Int).DivMod(n, g, new(big.Int))
+	// s >= sec - l/10^9 - 1 > MinInt64 for every time.Time in practice.
 	return time.Unix(s.Int64(), ns.Int64())
 }
 

@@ -200,13 +200,13 @@ func TestCalendarProperty(t *testing.T) {
 		var cal revenue.Calendar
 		switch rapid.IntRange(0, 3).Draw(t, "kind") {
 		case 1:
-			cal.Length = time.Duration(rapid.Int64Range(1, 1e12).Draw(t, "shortLength"))
+			cal.Length = time.Duration(rapid.Int64Range(1, 1_000_000_000_000).Draw(t, "shortLength"))
 		case 2:
 			cal.Length = time.Duration(rapid.Int64Range(1, 1000).Draw(t, "hours")) * time.Hour
 		case 3:
 			cal.Length = time.Duration(rapid.Int64Range(1, 1<<62).Draw(t, "longLength"))
 		}
-		sec := rapid.OneOf(rapid.Int64Range(lo, hi), rapid.Int64Range(-5e9, 5e9)).Draw(t, "sec")
+		sec := rapid.OneOf(rapid.Int64Range(lo, hi), rapid.Int64Range(-5_000_000_000, 5_000_000_000)).Draw(t, "sec")
 		at := time.Unix(sec, rapid.Int64Range(0, 999_999_999).Draw(t, "nsec"))
 		if rapid.Bool().Draw(t, "zone") {
 			at = at.In(time.FixedZone("x", rapid.IntRange(-14*3600, 14*3600).Draw(t, "offset")))

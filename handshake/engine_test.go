@@ -1,0 +1,248 @@
+package handshake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexus-core/nexus/identity"
+)
+
+func TestReplayReachesTheSameState(t *testing.T) {
+	f := newFixture(t)
+	f.mustSubmit(f.meter, KindUsage, "imvu042", f.usage("compute", "cpu_ms", 5, f.now))
+	env := f.imvu("imvu042").Envelope
+	env.CPUMilli += 500
+	f.mustSubmit(f.admin, KindResize, "imvu042", EnvelopeParams{Envelope: env}, f.owner)
+	f.mustDeny("G06", f.admin, KindResize, "imvu042", EnvelopeParams{Envelope: env})
+	replayed := f.signed(f.owner, KindResize, "imvu042", EnvelopeParams{Envelope: env})
+	if _, err := f.send(replayed); err != nil {
+		t.Fatal(err)
+	}
+	before := f.stateHashes()
+	size := f.log.Size()
+	f.reopen()
+	if got := f.stateHashes(); got != before {
+		t.Fatal("replay derived a different state")
+	}
+	if f.log.Size() != size {
+		t.Fatalf("replay of a clean ledger appended %d entries", f.log.Size()-size)
+	}
+	// Nonces survive a restart: the replayed action is still refused.
+	if _, err := f.send(replayed); err == nil || !strings.Contains(err.Error(), "G02") {
+		t.Fatalf("replay after restart: %v, want G02", err)
+	}
+}
+
+func TestReplayCompletesAnEffectLostInACrash(t *testing.T) {
+	f := newFixture(t)
+	env := f.imvu("imvu042").Envelope
+	env.Pids = 99
+	// What a crash between the action entry and its effect leaves: the action
+	// is in the ledger, the state file and effect entry are not.
+	s := f.signed(f.owner, KindResize, "imvu042", EnvelopeParams{Envelope: env})
+	b, err := json.Marshal(Record{Type: RecordAction, Time: f.now, Scope: "imvu042", Kind: KindResize, Action: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, err := f.log.Append(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.reopen()
+	if got := f.imvu("imvu042").Envelope.Pids; got != 99 {
+		t.Fatalf("pids %d after replay, want 99", got)
+	}
+	rec := f.record(ent.Index + 1)
+	if rec.Type != RecordEffect || rec.Ref != ent.Index {
+		t.Fatalf("entry after the action = %+v, want its effect", rec)
+	}
+	file, err := f.dir.ReadIMVU("imvu042")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, want, _ := f.imvu("imvu042").Hash()
+	if string(file) != string(want) {
+		t.Fatal("state file not written for the completed effect")
+	}
+}
+
+func TestHandEditedStateIsRestoredAndLedgered(t *testing.T) {
+	f := newFixture(t)
+	dir, _ := f.dir.IMVU("imvu042")
+	path := filepath.Join(dir, "state.json")
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(orig), `"cpu_millicores": 1000`, `"cpu_millicores": 9000`, 1)
+	if edited == string(orig) {
+		t.Fatal("test could not find the field to edit")
+	}
+	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	size := f.log.Size()
+	f.reopen()
+	got, _ := os.ReadFile(path)
+	if string(got) != string(orig) {
+		t.Fatal("hand edit not reverted")
+	}
+	rec := f.record(size)
+	if rec.Type != RecordDrift || rec.Scope != "imvu042" {
+		t.Fatalf("entry %d = %+v, want drift on imvu042", size, rec)
+	}
+}
+
+func TestTxPermitsNothingOutsideApply(t *testing.T) {
+	var zero Tx
+	checks := map[string]error{}
+	_, checks["IMVU"] = zero.IMVU()
+	_, checks["Platform"] = zero.Platform()
+	checks["CreateIMVU"] = zero.CreateIMVU(&IMVU{})
+	checks["Bind"] = zero.Bind(Name{Type: "domain", ID: "x.world"})
+	checks["Unbind"] = zero.Unbind(Name{Type: "domain", ID: "x.world"})
+	for name, err := range checks {
+		if !errors.Is(err, ErrNoPermit) {
+			t.Errorf("zero Tx.%s: %v, want ErrNoPermit", name, err)
+		}
+	}
+	// A Tx kept by an applier is dead once the applier returns.
+	f := newFixture(t)
+	var kept *Tx
+	err := f.eng.Register(Kind{Name: "test.keep", Resource: "imvu", Roles: []identity.Role{identity.RoleOwner},
+		Prepare: decodeInto[struct{}](nil),
+		Apply:   func(tx *Tx) error { kept = tx; _, err := tx.IMVU(); return err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mustSubmit(f.owner, "test.keep", "imvu042", struct{}{})
+	if _, err := kept.IMVU(); !errors.Is(err, ErrNoPermit) {
+		t.Fatalf("kept Tx after apply: %v, want ErrNoPermit", err)
+	}
+}
+
+// TestNoApplierCalledOutsideTheEngine reads every non-test Go file outside this
+// package and fails on a call of anything named Apply, or on a Tx built by
+// hand: appliers run only from the engine.
+func TestNoApplierCalledOutsideTheEngine(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	files := 0
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || path == filepath.Join(root, "handshake")) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		files++
+		fset := token.NewFileSet()
+		file, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.CallExpr:
+				if sel, ok := x.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Apply" {
+					bad = append(bad, fset.Position(x.Pos()).String()+": calls Apply")
+				}
+			case *ast.SelectorExpr:
+				if id, ok := x.X.(*ast.Ident); ok && id.Name == "handshake" && x.Sel.Name == "Tx" {
+					bad = append(bad, fset.Position(x.Pos()).String()+": names handshake.Tx")
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 10 {
+		t.Fatalf("walked only %d files from %s: the check is not looking at the module", files, root)
+	}
+	sort.Strings(bad)
+	for _, b := range bad {
+		t.Error(b)
+	}
+}
+
+func TestRegisterRequiresExportAndImport(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		name string
+		r    Resource
+	}{
+		{"no exporter", Resource{Name: "zone", Importer: stateResource{"x"}}},
+		{"no importer", Resource{Name: "zone", Exporter: stateResource{"x"}}},
+		{"no name", Resource{Exporter: stateResource{"x"}, Importer: stateResource{"x"}}},
+	}
+	for _, c := range cases {
+		if err := f.eng.RegisterResource(c.r); err == nil {
+			t.Errorf("%s: registered", c.name)
+		}
+	}
+	err := f.eng.Register(Kind{Name: "dns.set", Resource: "zone", Roles: []identity.Role{identity.RoleOwner},
+		Prepare: decodeInto[struct{}](nil), Apply: func(*Tx) error { return nil }})
+	if err == nil || !strings.Contains(err.Error(), "G16") {
+		t.Fatalf("kind over an unexportable resource: %v, want a G16 refusal", err)
+	}
+}
+
+func TestMembersActInsideTheirIMVUOnly(t *testing.T) {
+	f := newFixture(t)
+	registerProbe(t, f.eng)
+	f.mustSubmit(f.member, "test.probe", "imvu042", probeParams{})
+	f.mustDeny("G03", f.member, "test.probe", "imvu043", probeParams{})
+}
+
+func BenchmarkGates(b *testing.B) {
+	f := newFixture(b)
+	env := f.imvu("imvu042").Envelope
+	env.CPUMilli += 100
+	s := f.signed(f.admin, KindResize, "imvu042", EnvelopeParams{Envelope: env}, f.owner)
+	a, err := s.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	good, bad := s.Verify()
+	req := &Request{Signed: s, Action: a, Kind: f.eng.kinds[a.Kind], Now: f.now, State: f.eng.state, SignedBy: good, BadSigs: bad}
+	if err := req.Kind.Prepare(req); err != nil {
+		b.Fatal(err)
+	}
+	if d := f.eng.check(req); d != nil {
+		b.Fatal(d)
+	}
+	samples := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if d := f.eng.check(req); d != nil {
+			b.Fatal(d)
+		}
+		samples = append(samples, time.Since(t0))
+	}
+	b.StopTimer()
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	b.ReportMetric(float64(samples[len(samples)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(samples[len(samples)*99/100].Nanoseconds()), "p99-ns")
+}
