@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"time"
 
@@ -72,6 +73,9 @@ func (a *Action) Check() error {
 	}
 	seen := map[identity.PublicKey]bool{a.Actor: true}
 	for _, c := range a.Cosigners {
+		if c.IsZero() {
+			return errors.New("action: cosigner key is empty")
+		}
 		if seen[c] {
 			return fmt.Errorf("action: signer %s listed twice", c)
 		}
@@ -96,7 +100,8 @@ func decodeStrict(b []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// dec.More is not enough here: it reports false for a stray ']' or '}'.
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("trailing data after JSON value")
 	}
 	return nil
@@ -161,13 +166,25 @@ func (s *Signed) Open() (*Action, error) {
 
 // Verify reports which keys validly signed the body. Signatures by keys that are
 // not signers of the action, and signatures that do not verify, are returned as
-// errors in bad; the caller decides what a missing signer means.
+// errors in bad; the caller decides what a missing signer means. A body that does
+// not open (so has no signers) is reported in bad, and then nothing is good.
 func (s *Signed) Verify() (good map[identity.PublicKey]bool, bad []error) {
 	good = make(map[identity.PublicKey]bool, len(s.Sigs))
+	a, err := s.Open()
+	if err != nil {
+		return good, []error{err}
+	}
+	signer := make(map[identity.PublicKey]bool, 1+len(a.Cosigners))
+	for _, k := range a.Signers() {
+		signer[k] = true
+	}
 	for _, sg := range s.Sigs {
-		if identity.Verify(sg.Key, identity.ContextAction, s.Body, sg.Sig) {
+		switch {
+		case !signer[sg.Key]:
+			bad = append(bad, fmt.Errorf("signature of %s, which is not a signer of the action", sg.Key))
+		case identity.Verify(sg.Key, identity.ContextAction, s.Body, sg.Sig):
 			good[sg.Key] = true
-		} else {
+		default:
 			bad = append(bad, fmt.Errorf("signature of %s does not verify", sg.Key))
 		}
 	}

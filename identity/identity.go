@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -96,6 +97,11 @@ func ParsePublicKey(s string) (PublicKey, error) {
 		return p, fmt.Errorf("public key %q: want %d bytes of unpadded base64url", abbrev(s), len(p))
 	}
 	copy(p[:], b)
+	// The decoder ignores CR/LF and unused trailing bits; accept only the one
+	// canonical spelling, so a key has exactly one text form.
+	if p.String() != s {
+		return PublicKey{}, fmt.Errorf("public key %q: not in canonical form %q", abbrev(s), p.String())
+	}
 	return p, nil
 }
 
@@ -211,6 +217,9 @@ func (id *Identity) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&st); err != nil {
 		return fmt.Errorf("identity statement: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("identity statement: trailing data after JSON value")
+	}
 	if err := st.Check(); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
@@ -244,12 +253,17 @@ type Proof struct {
 	Sig       []byte    `json:"sig"`
 }
 
+// proofMessage joins audience and challenge with a NUL, so an audience must not
+// contain one: ("a\x00", "b") and ("a", "\x00b") would sign the same message.
 func proofMessage(aud string, challenge []byte) []byte {
 	return append([]byte(aud+"\x00"), challenge...)
 }
 
 // Prove answers challenge for audience with key.
 func Prove(key ed25519.PrivateKey, audience string, challenge []byte) (Proof, error) {
+	if strings.ContainsRune(audience, 0) {
+		return Proof{}, errors.New("proof: audience contains a NUL byte")
+	}
 	sig, err := Sign(key, ContextProof, proofMessage(audience, challenge))
 	if err != nil {
 		return Proof{}, err
@@ -259,6 +273,9 @@ func Prove(key ed25519.PrivateKey, audience string, challenge []byte) (Proof, er
 
 // VerifyProof checks p against the challenge and audience the verifier issued.
 func VerifyProof(p Proof, audience string, challenge []byte) error {
+	if strings.ContainsRune(audience, 0) {
+		return errors.New("proof: audience contains a NUL byte")
+	}
 	if p.Audience != audience || !bytes.Equal(p.Challenge, challenge) {
 		return errors.New("proof: answers a different challenge or audience")
 	}

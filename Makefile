@@ -1,0 +1,17 @@
+# Shortcuts; the scripts are the source of truth (and what the README runs).
+.PHONY: demo test build bench fuzz
+
+build:
+	go build -o bin/nexus ./cmd/nexus
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+bench:
+	go test -run x -bench . -benchtime 3x ./handshake/ ./revenue/ ./ledger/
+
+fuzz:
+	bash scripts/fuzz.sh
