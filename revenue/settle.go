@@ -25,10 +25,12 @@ var (
 // cumulative, monotonic counter for a resource of an IMVU at time At,
 // recorded at ledger index Index.
 type Usage struct {
-	IMVU, Resource, Meter string
-	Counter               uint64
-	At                    time.Time
-	Index                 uint64
+	IMVU     string    `json:"imvu"`
+	Resource string    `json:"resource"`
+	Meter    string    `json:"meter"`
+	Counter  uint64    `json:"counter"`
+	At       time.Time `json:"at"`
+	Index    uint64    `json:"index,omitempty"` // set by the ledger, never by the meter
 }
 
 // Line is the charge for one (resource, meter) in a period: the counter
@@ -36,26 +38,31 @@ type Usage struct {
 // largest value in the period); Quantity = To-From units at Price each make
 // Amount.
 type Line struct {
-	Resource, Meter string
-	From, To        uint64
-	Quantity        uint64
-	Price           Amount
-	Amount          Amount
+	Resource string `json:"resource"`
+	Meter    string `json:"meter"`
+	From     uint64 `json:"from"`
+	To       uint64 `json:"to"`
+	Quantity uint64 `json:"quantity"`
+	Price    Amount `json:"price"`
+	Amount   Amount `json:"amount"`
 }
 
 // Statement is an IMVU's settlement for one period.
 type Statement struct {
-	IMVU      string
-	Period    string   // Period.String()
-	SheetHash [32]byte // PriceSheet.Hash() of the sheet used
+	IMVU      string   `json:"imvu"`
+	Period    string   `json:"period"` // Period.String()
+	SheetHash [32]byte `json:"-"`      // PriceSheet.Hash() of the sheet used
 	// First and Last are the smallest and largest ledger index of the usage
 	// events in the period; First > Last (1 > 0) when there are none.
-	First, Last uint64
+	First uint64 `json:"first"`
+	Last  uint64 `json:"last"`
 	// Lines holds one line per (resource, meter) with events in the period,
 	// sorted by resource then meter; nil when there are none.
-	Lines                    []Line
-	Gross, Creator, Platform Amount
-	Events                   int // number of usage events in the period
+	Lines    []Line `json:"lines"`
+	Gross    Amount `json:"gross"`
+	Creator  Amount `json:"creator"`
+	Platform Amount `json:"platform"`
+	Events   int    `json:"events"` // number of usage events in the period
 }
 
 // tally accumulates the events of one (resource, meter).

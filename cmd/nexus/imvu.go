@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -90,16 +92,27 @@ func cmdIMVU(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out map[string]any
-			if err := c.Query(ctxOf(cmd), k, api.QueryIMVU, args[0], nil, &out); err != nil {
+			var raw json.RawMessage
+			if err := c.Query(ctxOf(cmd), k, api.QueryIMVU, args[0], nil, &raw); err != nil {
 				return err
 			}
-			return e.print(out, func(w io.Writer) {
+			var out struct {
+				api.Summary
+				Handshake *uint64  `json:"handshake"`
+				Powers    []string `json:"powers"`
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			return e.print(raw, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				for _, key := range []string{"id", "owner", "status", "created", "handshake", "envelope", "used", "powers"} {
-					if v, ok := out[key]; ok {
-						fmt.Fprintf(tw, "%s\t%v\n", key, v)
-					}
+				fmt.Fprintf(tw, "id\t%s\nowner\t%s\nstatus\t%s\ncreated\t%s\n", out.ID, out.Owner, out.Status, out.Created)
+				if out.Handshake != nil {
+					fmt.Fprintf(tw, "handshake\tledger index %d\n", *out.Handshake)
+				}
+				fmt.Fprintf(tw, "envelope\t%s\nused\t%s\n", formatResources(out.Envelope), formatResources(out.Used))
+				if out.Powers != nil {
+					fmt.Fprintf(tw, "powers\t%s\n", strings.Join(out.Powers, ", "))
 				}
 				tw.Flush()
 			})
@@ -200,10 +213,29 @@ func cmdEnvelope(e *env) *cobra.Command {
 			left, _ := s.Envelope.Sub(s.Used)
 			out := map[string]handshake.Resources{"allocated": s.Envelope, "used": s.Used, "left": left}
 			return e.print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "allocated %+v\nused      %+v\nleft      %+v\n", s.Envelope, s.Used, left)
+				fmt.Fprintf(w, "allocated  %s\nused       %s\nleft       %s\n", formatResources(s.Envelope), formatResources(s.Used), formatResources(left))
 			})
 		},
 	}
 	c.AddCommand(resize, show)
 	return c
+}
+
+// formatResources renders an envelope for people.
+func formatResources(r handshake.Resources) string {
+	return fmt.Sprintf("cpu %dm, memory %s, pids %d, disk %s, io %s/s %d iops, net %s/s, dns records %d, mailboxes %d, mail %s",
+		r.CPUMilli, iec(r.MemoryBytes), r.Pids, iec(r.DiskBytes), iec(r.IOBps), r.IOPS, iec(r.NetBps), r.DNSRecords, r.Mailboxes, iec(r.MailBytes))
+}
+
+// iec renders a byte count with the largest binary unit that divides it.
+func iec(n uint64) string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"Ti", 40}, {"Gi", 30}, {"Mi", 20}, {"Ki", 10}} {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d%s", n>>u.shift, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%d", n)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +62,42 @@ func cmdRevenue(e *env) *cobra.Command {
 	}
 	settle.Flags().StringVar(&settlePeriod, "period", "", "the closed period to settle")
 	sg.flags(settle)
-	c.AddCommand(stmt, settle)
+	var (
+		from, sheetFile string
+		psg             signing
+	)
+	price := &cobra.Command{
+		Use:   "price NAME --from PERIOD --sheet FILE --cosign OWNER_KEY",
+		Short: "Agree a new price sheet with an IMVU; it applies from the next period at the earliest",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if from == "" || sheetFile == "" {
+				return errors.New("--from and --sheet are required")
+			}
+			b, err := os.ReadFile(sheetFile)
+			if err != nil {
+				return err
+			}
+			var sheet revenue.PriceSheet
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&sheet); err != nil {
+				return fmt.Errorf("--sheet %s: %w", sheetFile, err)
+			}
+			if err := sheet.Validate(); err != nil {
+				return fmt.Errorf("--sheet %s: %w", sheetFile, err)
+			}
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			return e.submit(cmd, &psg, k, handshake.KindPriceAgree, args[0], handshake.PriceParams{From: from, Sheet: sheet})
+		},
+	}
+	price.Flags().StringVar(&from, "from", "", "first period the sheet prices")
+	price.Flags().StringVar(&sheetFile, "sheet", "", `JSON price sheet: {"version": "...", "prices": {"cpu_ms": 20, ...}}`)
+	psg.flags(price)
+	c.AddCommand(stmt, settle, price)
 	return c
 }
 
@@ -91,7 +128,11 @@ func printStatement(w io.Writer, s api.StatementAnswer) {
 	case s.Open:
 		state = "open"
 	}
-	fmt.Fprintf(w, "IMVU %s, period %s (%s)\nprice sheet %s, %d usage events, ledger [%d, %d]\n", s.IMVU, s.Period, state, s.SheetHashHex[:16], s.Events, s.First, s.Last)
+	span := "no usage"
+	if s.Events > 0 {
+		span = fmt.Sprintf("%d usage events at ledger [%d, %d]", s.Events, s.First, s.Last)
+	}
+	fmt.Fprintf(w, "IMVU %s, period %s (%s)\nprice sheet %s, %s\n", s.IMVU, s.Period, state, s.SheetHashHex[:16], span)
 	fmt.Fprintln(tw, "resource\tmeter\tquantity\tprice\tamount (nanocredits)\t")
 	for _, l := range s.Lines {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t\n", l.Resource, l.Meter, l.Quantity, l.Price, l.Amount)
