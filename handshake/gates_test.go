@@ -489,3 +489,13 @@ func TestGateList(t *testing.T) {
 		t.Errorf("gates out of order: %v", ids)
 	}
 }
+
+func ExampleGates() {
+	for _, g := range Gates()[:3] {
+		fmt.Println(g.ID, g.Name)
+	}
+	// Output:
+	// G01 Authenticity
+	// G02 Freshness
+	// G03 Scope
+}
