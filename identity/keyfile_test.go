@@ -35,7 +35,7 @@ func TestGenerate(t *testing.T) {
 	if a.Equal(b) || identity.PublicOf(a) == identity.PublicOf(b) {
 		t.Fatal("two generated keys are equal")
 	}
-	if !bytes.Equal(identity.PublicOf(a)[:], a.Public().(ed25519.PublicKey)) {
+	if pa := identity.PublicOf(a); !bytes.Equal(pa[:], a.Public().(ed25519.PublicKey)) {
 		t.Fatal("PublicOf disagrees with crypto/ed25519")
 	}
 }

@@ -23,7 +23,7 @@ const (
 
 	// maxLinger bounds how long the writer waits for the callers of the
 	// previous batch to come back before committing a smaller batch.
-	maxLinger = 0 * time.Microsecond
+	maxLinger = 50 * time.Microsecond
 	// scanChunk is how many rows Scan reads per query.
 	scanChunk = 1024
 )
