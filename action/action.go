@@ -71,6 +71,11 @@ func (a *Action) Check() error {
 	case len(a.Params) == 0 || !json.Valid(a.Params):
 		return errors.New("action: params are not valid JSON")
 	}
+	// encoding/json reads times it cannot write (a zone offset of +24:00), and an
+	// opened action must be re-encodable.
+	if _, err := a.IssuedAt.MarshalText(); err != nil {
+		return fmt.Errorf("action issued_at: %w", err)
+	}
 	seen := map[identity.PublicKey]bool{a.Actor: true}
 	for _, c := range a.Cosigners {
 		if c.IsZero() {

@@ -68,6 +68,9 @@ func (q *Query) Check() error {
 	case len(q.Params) == 0 || !json.Valid(q.Params):
 		return errors.New("query: params are not valid JSON")
 	}
+	if _, err := q.IssuedAt.MarshalText(); err != nil {
+		return fmt.Errorf("query issued_at: %w", err)
+	}
 	return identity.ValidScope(q.Scope)
 }
 

@@ -171,6 +171,12 @@ func (s Statement) Check() error {
 	case len(s.Name) > 254:
 		return errors.New("statement: name longer than 254 bytes")
 	}
+	// encoding/json reads times it cannot write (a zone offset of +24:00).
+	for _, t := range []time.Time{s.NotBefore, s.NotAfter} {
+		if _, err := t.MarshalText(); err != nil {
+			return fmt.Errorf("statement: validity: %w", err)
+		}
+	}
 	return ValidScope(s.Scope)
 }
 

@@ -265,7 +265,7 @@ func TestValidScope(t *testing.T) {
 		{"imvu-7", true},
 		{"abc123", true},
 		{"a-b-c", true},
-		{"a" + strings.Repeat("b", 62), true}, // 63 characters
+		{"a" + strings.Repeat("b", 62), true},  // 63 characters
 		{"a" + strings.Repeat("b", 63), false}, // 64 characters
 		{"", false},
 		{"Platform", false},
@@ -322,6 +322,8 @@ func TestStatementCheck(t *testing.T) {
 		{"empty window", func(s *identity.Statement) { s.NotAfter = s.NotBefore }, "validity ends"},
 		{"inverted window", func(s *identity.Statement) { s.NotBefore, s.NotAfter = s.NotAfter, s.NotBefore }, "validity ends"},
 		{"zero times", func(s *identity.Statement) { s.NotBefore, s.NotAfter = time.Time{}, time.Time{} }, "validity ends"},
+		{"not_after year 10000", func(s *identity.Statement) { s.NotAfter = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, "statement: validity:"},
+		{"not_before zone +24:00", func(s *identity.Statement) { s.NotBefore = s.NotBefore.In(time.FixedZone("", 24*3600)) }, "statement: validity:"},
 		{"name 255 bytes", func(s *identity.Statement) { s.Name = strings.Repeat("n", 255) }, "name longer than 254 bytes"},
 		{"empty scope", func(s *identity.Statement) { s.Scope = "" }, `scope ""`},
 		{"bad scope", func(s *identity.Statement) { s.Scope = "IMVU_7" }, `scope "IMVU_7"`},
@@ -488,6 +490,7 @@ func TestIdentityUnmarshalRejects(t *testing.T) {
 		{"body array", signed(`[]`), "identity statement"},
 		{"malformed statement", signed(badRole), `unknown role "root"`},
 		{"empty statement", signed(`{}`), "issuer key is empty"},
+		{"zone +24:00 in body", signed(strings.Replace(good, `"nbf":"2030-01-01T00:00:00Z"`, `"nbf":"2030-01-01T00:00:00+24:00"`, 1)), "statement: validity:"},
 		{"bad key text in body", signed(strings.Replace(good, `"iss":"ed25519:`, `"iss":"ed448:`, 1)), `want prefix "ed25519:"`},
 		{"missing sig", wrap(t, id.Body, nil), "issuer signature does not verify"},
 		{"signed under action context", wrap(t, id.Body, wrongCtx), "issuer signature does not verify"},
