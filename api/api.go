@@ -12,6 +12,8 @@ package api
 import (
 	"encoding/json"
 
+	"github.com/nexus-core/nexus/identity"
+
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/revenue"
 )
@@ -59,7 +61,7 @@ type Status struct {
 // Offer is what the platform offers a new IMVU: the creator reads it, decides,
 // and signs a handshake built from it.
 type Offer struct {
-	Platform string              `json:"platform"` // platform key: it countersigns
+	Platform identity.PublicKey  `json:"platform"` // the platform key: it countersigns handshakes
 	Envelope handshake.Resources `json:"envelope"`
 	Sheet    revenue.PriceSheet  `json:"price_sheet"`
 	Powers   []string            `json:"powers"`

@@ -49,7 +49,7 @@ func create(t testing.TB, c *api.Client, id string) []byte {
 		t.Fatal(err)
 	}
 	h := offer.Sheet.Hash()
-	hs := handshake.Handshake{IMVU: id, Owner: identity.PublicOf(owner), Envelope: offer.Envelope, PriceSheet: offer.Sheet,
+	hs := handshake.Handshake{IMVU: id, Owner: identity.PublicOf(owner), Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet,
 		SheetHash: hex.EncodeToString(h[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent}, GateSet: offer.GateSet}
 	a, err := action.New(handshake.KindCreate, id, identity.PublicOf(owner), hs)
 	if err != nil {

@@ -216,7 +216,7 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 
 func (n *Node) listen(reg *prometheus.Registry) error {
 	cal, _ := n.Config.Calendar()
-	offer := api.Offer{Platform: identity.PublicOf(mustKey(n.Dir.LedgerKey())).String(), Envelope: n.Config.Defaults.Envelope,
+	offer := api.Offer{Platform: identity.PublicOf(mustKey(n.Dir.LedgerKey())), Envelope: n.Config.Defaults.Envelope,
 		Sheet: n.Config.Sheet(), Powers: n.Config.Platform.Powers, TLDs: n.Config.Platform.TLDs,
 		Period: cal.Of(time.Now()).String(), GateSet: handshake.GateSet}
 	srv := api.NewServer(api.ServerConfig{Engine: n.Engine, Ledger: n.Ledger, Status: n.Status, Offer: offer,
@@ -298,7 +298,7 @@ func (n *Node) Status() api.Status {
 		s.IMVUs = len(st.IMVUs)
 		return nil
 	})
-	s.Healthy = true
+	s.Healthy = n.Engine.Healthy()
 	return s
 }
 

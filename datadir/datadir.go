@@ -92,6 +92,11 @@ func (d Dir) WritePlatform(state []byte) error {
 	return WriteFile(filepath.Join(d.Platform(), "state.json"), state, 0o600)
 }
 
+// ReadPlatform implements handshake.Store.
+func (d Dir) ReadPlatform() ([]byte, error) {
+	return os.ReadFile(filepath.Join(d.Platform(), "state.json"))
+}
+
 // WriteFile replaces path with data atomically and durably.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)

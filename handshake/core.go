@@ -30,8 +30,10 @@ const (
 // countersigned by the platform. Nothing outside it gives the platform power over
 // the IMVU.
 type Handshake struct {
-	IMVU       string             `json:"imvu"`
-	Owner      identity.PublicKey `json:"owner"`
+	IMVU     string             `json:"imvu"`
+	Owner    identity.PublicKey `json:"owner"`
+	Platform identity.PublicKey `json:"platform"` // the platform the creator accepts; it countersigns
+
 	Envelope   Resources          `json:"envelope"`
 	PriceSheet revenue.PriceSheet `json:"price_sheet"`
 	SheetHash  string             `json:"price_sheet_hash"`
@@ -164,6 +166,8 @@ var prepareCreate = decodeInto(func(r *Request, h *Handshake) error {
 		return fmt.Errorf("handshake names IMVU %q but the action is on %q", h.IMVU, r.Action.Scope)
 	case h.Owner != r.Action.Actor:
 		return fmt.Errorf("handshake names owner %s but is signed by %s", h.Owner, r.Action.Actor)
+	case h.Platform != r.State.Platform.Genesis.Platform:
+		return fmt.Errorf("handshake names platform %s; this platform is %s", h.Platform, r.State.Platform.Genesis.Platform)
 	case h.GateSet != GateSet:
 		return fmt.Errorf("handshake names gate set %d; this platform enforces %d", h.GateSet, GateSet)
 	case h.Envelope.IsZero():
@@ -212,6 +216,8 @@ func applyExit(tx *Tx) error {
 var prepareIssue = decodeInto(func(r *Request, p *IssueParams) error {
 	st := p.Identity.Statement()
 	switch {
+	case r.Action.Scope == identity.ScopePlatform && r.Action.Actor != r.State.Platform.Genesis.Root:
+		return errors.New("platform identities are issued by the root key only")
 	case st.Issuer != r.Action.Actor:
 		return fmt.Errorf("identity is issued by %s, not by the actor", st.Issuer)
 	case st.Scope != r.Action.Scope:
@@ -266,6 +272,9 @@ var prepareRevoke = decodeInto(func(r *Request, p *RevokeParams) error {
 	}
 	if issuer != r.Action.Actor {
 		return fmt.Errorf("only the issuer %s may revoke %s", issuer, p.Key)
+	}
+	if r.Action.Scope == identity.ScopePlatform && r.Action.Actor != r.State.Platform.Genesis.Root {
+		return errors.New("platform identities are revoked by the root key only")
 	}
 	r.Revokes = &p.Key
 	return nil

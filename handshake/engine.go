@@ -32,6 +32,7 @@ type Store interface {
 	WriteIMVU(id string, state []byte) error
 	ReadIMVU(id string) ([]byte, error)
 	WritePlatform(state []byte) error
+	ReadPlatform() ([]byte, error)
 }
 
 // Config holds the engine's explicit dependencies.
@@ -104,6 +105,10 @@ func New(cfg Config) (*Engine, error) {
 
 func (e *Engine) ledgerHealthy() bool { return e.healthy.Load() }
 
+// Healthy reports whether the engine accepts actions: false once a ledger append
+// or an applier has failed, until a restart replays the ledger.
+func (e *Engine) Healthy() bool { return e.healthy.Load() }
+
 // Result is the answer to an accepted action.
 type Result struct {
 	Index   uint64         `json:"index"`  // ledger index of the action entry
@@ -141,24 +146,33 @@ func (e *Engine) Submit(ctx context.Context, s *action.Signed) (*Result, error) 
 		return nil, fmt.Errorf("%w: the actor's signature or identity is not valid", ErrJunk)
 	}
 	now := e.now().UTC()
-	req := &Request{Signed: s, Action: a, Kind: k, Now: now, State: e.state, SignedBy: good, BadSigs: bad}
 	if k == nil {
-		return nil, e.deny(ctx, req, &Denial{Gate: "G03", Reason: fmt.Sprintf("no action kind %q", a.Kind)})
+		// An unknown kind goes through the gates like any other and is refused
+		// by G03: no role may submit it.
+		k = &Kind{Name: a.Kind}
 	}
-	if err := k.Prepare(req); err != nil {
-		return nil, e.deny(ctx, req, &Denial{Gate: "G03", Reason: "parameters: " + err.Error()})
+	req := &Request{Signed: s, Action: a, Kind: k, Now: now, State: e.state, SignedBy: good, BadSigs: bad}
+	// Authenticity and freshness come first: they need nothing from the
+	// parameters, and a replay must be named a replay whatever it asks for.
+	if d := e.check(req, e.gates[:2]); d != nil {
+		return nil, e.deny(ctx, req, d)
 	}
-	if d := e.check(req); d != nil {
+	if k.Prepare != nil {
+		if err := k.Prepare(req); err != nil {
+			return nil, e.deny(ctx, req, &Denial{Gate: "G03", Reason: "parameters: " + err.Error()})
+		}
+	}
+	if d := e.check(req, e.gates[2:]); d != nil {
 		return nil, e.deny(ctx, req, d)
 	}
 	return e.commit(ctx, req)
 }
 
-// check runs the gates. An exit runs only G01-G03 and G17: no other gate may
-// refuse it.
-func (e *Engine) check(req *Request) *Denial {
-	for i := range e.gates {
-		g := &e.gates[i]
+// check runs gates in order. An exit runs only G01-G03 and G17: no other gate
+// may refuse it.
+func (e *Engine) check(req *Request, gates []Gate) *Denial {
+	for i := range gates {
+		g := &gates[i]
 		if req.Kind.Exit && !exitGate(g.ID) {
 			continue
 		}
@@ -187,7 +201,7 @@ func (e *Engine) deny(ctx context.Context, req *Request, d *Denial) error {
 		return fmt.Errorf("ledger denial (%v): %w", d, err)
 	}
 	// A denied action's nonce is spent too, so it cannot be replayed to probe.
-	e.state.useNonce(req.Action.Actor, req.Action.Nonce, req.Action.IssuedAt)
+	e.state.useNonce(req.Action.Actor, req.Action.Nonce, req.Action.IssuedAt, req.Now)
 	d.Index = ent.Index
 	e.logger.Info("denied", "kind", req.Action.Kind, "scope", req.Action.Scope, "actor", req.Action.Actor.String(),
 		"gate", d.Gate, "reason", d.Reason, "index", ent.Index)
@@ -196,12 +210,14 @@ func (e *Engine) deny(ctx context.Context, req *Request, d *Denial) error {
 
 // commit is the write-ahead path: ledger the action, apply it, ledger the effect.
 func (e *Engine) commit(ctx context.Context, req *Request) (*Result, error) {
+	rec := Record{Type: RecordAction, Time: req.Now, Scope: req.Action.Scope, Kind: req.Action.Kind, Action: req.Signed}
 	if req.Kind.Countersign {
-		if err := req.Signed.Sign(e.platform); err != nil {
+		sig, err := identity.Sign(e.platform, identity.ContextCountersign, req.Signed.Body)
+		if err != nil {
 			return nil, fmt.Errorf("countersign: %w", err)
 		}
+		rec.Countersig = sig
 	}
-	rec := Record{Type: RecordAction, Time: req.Now, Scope: req.Action.Scope, Kind: req.Action.Kind, Action: req.Signed}
 	ent, err := e.append(ctx, &rec)
 	if err != nil {
 		return nil, err
@@ -235,7 +251,7 @@ func (e *Engine) apply(req *Request, at time.Time) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	e.state.useNonce(req.Action.Actor, req.Action.Nonce, req.Action.IssuedAt)
+	e.state.useNonce(req.Action.Actor, req.Action.Nonce, req.Action.IssuedAt, req.Now)
 	return e.persist(req.Action.Scope)
 }
 

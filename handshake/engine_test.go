@@ -228,7 +228,7 @@ func BenchmarkGates(b *testing.B) {
 	if err := req.Kind.Prepare(req); err != nil {
 		b.Fatal(err)
 	}
-	if d := f.eng.check(req); d != nil {
+	if d := f.eng.check(req, f.eng.gates); d != nil {
 		b.Fatal(d)
 	}
 	samples := make([]time.Duration, 0, b.N)
@@ -236,7 +236,7 @@ func BenchmarkGates(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if d := f.eng.check(req); d != nil {
+		if d := f.eng.check(req, f.eng.gates); d != nil {
 			b.Fatal(d)
 		}
 		samples = append(samples, time.Since(t0))
@@ -245,4 +245,100 @@ func BenchmarkGates(b *testing.B) {
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
 	b.ReportMetric(float64(samples[len(samples)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(samples[len(samples)*99/100].Nanoseconds()), "p99-ns")
+}
+
+func TestReplayIsRefusedWhateverTheActorDoesMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	registerProbe(t, f.eng)
+	first := f.signed(f.owner, "test.probe", "imvu042", probeParams{})
+	if _, err := f.send(first); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		f.mustSubmit(f.owner, "test.probe", "imvu042", probeParams{})
+	}
+	// Far-future actions (refused) and near-future ones (accepted) must not
+	// push the first nonce out of memory while it could still pass G02.
+	for _, ahead := range []time.Duration{4 * time.Minute, time.Hour, 24 * time.Hour} {
+		s := f.signed(f.owner, "test.probe", "imvu042", probeParams{})
+		a, _ := s.Open()
+		a.IssuedAt = f.now.Add(ahead)
+		s2, err := sealAs(a, f.owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.send(s2)
+	}
+	if _, err := f.send(first); err == nil || !strings.Contains(err.Error(), "G02") {
+		t.Fatalf("replay: %v, want G02", err)
+	}
+	// A replay is named a replay whatever it asks for.
+	iss := f.signed(f.owner, KindIssue, "imvu042", IssueParams{Identity: issue(t, f.owner, f.stranger, "imvu042", identity.RoleMember, "", f.now)})
+	if _, err := f.send(iss); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.send(iss); err == nil || !strings.Contains(err.Error(), "G02") {
+		t.Fatalf("replayed issue: %v, want G02", err)
+	}
+}
+
+func TestHandshakeIsCountersigned(t *testing.T) {
+	f := newFixture(t)
+	res := f.mustSubmit(f.stranger, KindCreate, "imvu044", f.handshake("imvu044", f.stranger))
+	rec := f.record(res.Index)
+	if !identity.Verify(identity.PublicOf(f.platform), identity.ContextCountersign, rec.Action.Body, rec.Countersig) {
+		t.Fatal("handshake record lacks a valid platform countersignature")
+	}
+	good, bad := rec.Action.Verify()
+	if !good[identity.PublicOf(f.stranger)] || len(bad) != 0 {
+		t.Fatalf("creator signature: good %v bad %v", good, bad)
+	}
+	h := f.handshake("imvu045", f.stranger)
+	h.Platform = identity.PublicOf(f.stranger)
+	f.mustDeny("G03", f.stranger, KindCreate, "imvu045", h)
+}
+
+func TestOnlyRootIssuesPlatformIdentities(t *testing.T) {
+	f := newFixture(t)
+	id := issue(t, f.platform, f.stranger, identity.ScopePlatform, identity.RoleAdmin, "", f.now)
+	f.mustDeny("G03", f.platform, KindIssue, identity.ScopePlatform, IssueParams{Identity: id})
+	id = issue(t, f.admin, f.stranger, identity.ScopePlatform, identity.RoleAdmin, "", f.now)
+	f.mustDeny("G03", f.admin, KindIssue, identity.ScopePlatform, IssueParams{Identity: id})
+	f.mustSubmit(f.root, KindIssue, identity.ScopePlatform, IssueParams{Identity: issue(t, f.root, f.stranger, identity.ScopePlatform, identity.RoleAdmin, "", f.now)})
+}
+
+func TestTheIMVUKeepsActingWhileItExits(t *testing.T) {
+	f := newFixture(t)
+	registerProbe(t, f.eng)
+	f.mustSubmit(f.owner, KindExit, "imvu042", ExitParams{})
+	f.mustSubmit(f.owner, "test.probe", "imvu042", probeParams{})
+	f.mustSubmit(f.member, "test.probe", "imvu042", probeParams{})
+	f.mustDeny("G17", f.meter, KindUsage, "imvu042", f.usage("compute", "cpu_ms", 1, f.now))
+	f.mustDeny("G17", f.admin, "test.probe", "imvu042", probeParams{}, f.owner)
+}
+
+func TestHandEditedPlatformStateIsRestored(t *testing.T) {
+	f := newFixture(t)
+	path := filepath.Join(f.dir.Platform(), "state.json")
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append([]byte(" "), orig...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	size := f.log.Size()
+	f.reopen()
+	if got, _ := os.ReadFile(path); string(got) != string(orig) {
+		t.Fatal("platform state not restored")
+	}
+	if rec := f.record(size); rec.Type != RecordDrift || rec.Scope != identity.ScopePlatform {
+		t.Fatalf("entry %d = %+v, want platform drift", size, rec)
+	}
+	// A clean restart finds nothing.
+	size = f.log.Size()
+	f.reopen()
+	if f.log.Size() != size {
+		t.Fatalf("a clean restart appended %d entries", f.log.Size()-size)
+	}
 }

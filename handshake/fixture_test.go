@@ -129,7 +129,7 @@ func (f *fixture) reopen() {
 func (f *fixture) handshake(id string, owner ed25519.PrivateKey) Handshake {
 	sheet := revenue.DefaultPriceSheet()
 	h := sheet.Hash()
-	return Handshake{IMVU: id, Owner: identity.PublicOf(owner), Envelope: Resources{CPUMilli: 1000, MemoryBytes: 1 << 30, Pids: 100, DNSRecords: 10},
+	return Handshake{IMVU: id, Owner: identity.PublicOf(owner), Platform: identity.PublicOf(f.platform), Envelope: Resources{CPUMilli: 1000, MemoryBytes: 1 << 30, Pids: 100, DNSRecords: 10},
 		PriceSheet: sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: GateSet, Powers: []string{"mail.rate-cap-on-abuse"}}
 }
 
@@ -241,4 +241,9 @@ func (f *fixture) period() revenue.Period {
 
 func (f *fixture) usage(meter string, resource string, counter uint64, at time.Time) UsageParams {
 	return UsageParams{Events: []revenue.Usage{{IMVU: "imvu042", Resource: resource, Meter: meter, Counter: counter, At: at}}}
+}
+
+// sealAs re-signs a modified action.
+func sealAs(a *action.Action, key ed25519.PrivateKey) (*action.Signed, error) {
+	return action.Seal(a, key)
 }

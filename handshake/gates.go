@@ -474,8 +474,10 @@ func gateExit(r *Request) error {
 	if m == nil || m.Status == StatusActive {
 		return nil
 	}
-	if r.Kind.Exit && r.Action.Actor == m.Owner {
+	// The IMVU keeps acting on itself while it leaves; the platform may only
+	// help it out.
+	if _, inside := r.State.RoleOf(r.Action.Actor, m.ID); inside && (m.Status == StatusExiting || r.Kind.Exit) {
 		return nil
 	}
-	return deny("%s is %s: only the owner's export and acknowledgement may proceed", m.ID, m.Status)
+	return deny("%s is %s: the platform may only export it", m.ID, m.Status)
 }

@@ -23,18 +23,21 @@ const (
 
 // Record is the payload of one ledger entry.
 type Record struct {
-	Type    RecordType        `json:"type"`
-	Time    time.Time         `json:"time"`
-	Scope   string            `json:"scope,omitempty"`
-	Kind    string            `json:"kind,omitempty"`
-	Action  *action.Signed    `json:"action,omitempty"`
-	Gate    string            `json:"gate,omitempty"`
-	Reason  string            `json:"reason,omitempty"`
-	Ref     uint64            `json:"ref,omitempty"`
-	State   string            `json:"state,omitempty"`
-	Count   uint64            `json:"count,omitempty"`
-	Reasons map[string]uint64 `json:"reasons,omitempty"`
-	Genesis *Genesis          `json:"genesis,omitempty"`
+	Type   RecordType     `json:"type"`
+	Time   time.Time      `json:"time"`
+	Scope  string         `json:"scope,omitempty"`
+	Kind   string         `json:"kind,omitempty"`
+	Action *action.Signed `json:"action,omitempty"`
+	// Countersig is the platform's signature over the action body
+	// (identity.ContextCountersign), on kinds the platform countersigns.
+	Countersig []byte            `json:"countersig,omitempty"`
+	Gate       string            `json:"gate,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	Ref        uint64            `json:"ref,omitempty"`
+	State      string            `json:"state,omitempty"`
+	Count      uint64            `json:"count,omitempty"`
+	Reasons    map[string]uint64 `json:"reasons,omitempty"`
+	Genesis    *Genesis          `json:"genesis,omitempty"`
 }
 
 func hexHash(h [32]byte) string { return hex.EncodeToString(h[:]) }

@@ -22,8 +22,14 @@ func (e *Engine) Genesis(ctx context.Context, g Genesis) error {
 	if g.GateSet != GateSet {
 		return fmt.Errorf("genesis: gate set %d, want %d", g.GateSet, GateSet)
 	}
-	_, err := e.append(ctx, &Record{Type: RecordGenesis, Time: e.now().UTC(), Scope: identity.ScopePlatform, Genesis: &g})
-	return err
+	if _, err := e.append(ctx, &Record{Type: RecordGenesis, Time: e.now().UTC(), Scope: identity.ScopePlatform, Genesis: &g}); err != nil {
+		return err
+	}
+	_, b, err := newState(g).Platform.Hash()
+	if err != nil {
+		return err
+	}
+	return e.store.WritePlatform(b)
 }
 
 // Replay derives the state from the ledger, from the genesis entry on. Actions
@@ -61,7 +67,7 @@ func (e *Engine) Replay(ctx context.Context) error {
 			pending[i], expect[i] = rec.Scope, h
 		case RecordDenial:
 			if a, err := rec.Action.Open(); err == nil {
-				e.state.useNonce(a.Actor, a.Nonce, a.IssuedAt)
+				e.state.useNonce(a.Actor, a.Nonce, a.IssuedAt, rec.Time)
 			}
 		case RecordEffect:
 			if want, ok := expect[rec.Ref]; ok && want != rec.State {
@@ -110,7 +116,7 @@ func (e *Engine) replayAction(i uint64, rec *Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	e.state.useNonce(a.Actor, a.Nonce, a.IssuedAt)
+	e.state.useNonce(a.Actor, a.Nonce, a.IssuedAt, rec.Time)
 	if a.Scope == identity.ScopePlatform {
 		h, _, err := e.state.Platform.Hash()
 		return h, err
@@ -119,8 +125,24 @@ func (e *Engine) replayAction(i uint64, rec *Record) (string, error) {
 	return h, err
 }
 
-// checkFiles compares every IMVU's state file with the derived state.
+// checkFiles compares every state file with the derived state.
 func (e *Engine) checkFiles(ctx context.Context) error {
+	h, want, err := e.state.Platform.Hash()
+	if err != nil {
+		return err
+	}
+	got, err := e.store.ReadPlatform()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		if err := e.drift(ctx, identity.ScopePlatform, got == nil, h); err != nil {
+			return err
+		}
+		if err := e.store.WritePlatform(want); err != nil {
+			return err
+		}
+	}
 	ids := make([]string, 0, len(e.state.IMVUs))
 	for id := range e.state.IMVUs {
 		ids = append(ids, id)
@@ -138,18 +160,26 @@ func (e *Engine) checkFiles(ctx context.Context) error {
 		if bytes.Equal(got, want) {
 			continue
 		}
-		reason := "state file was changed outside the engine"
-		if got == nil {
-			reason = "state file was missing"
-		}
-		if _, err := e.append(ctx, &Record{Type: RecordDrift, Time: e.now().UTC(), Scope: id, Reason: reason, State: h}); err != nil {
+		if err := e.drift(ctx, id, got == nil, h); err != nil {
 			return err
 		}
 		if err := e.store.WriteIMVU(id, want); err != nil {
 			return err
 		}
-		e.logger.Warn("drift restored", "imvu", id, "reason", reason)
 	}
+	return nil
+}
+
+// drift ledgers a state file found changed or missing; the caller restores it.
+func (e *Engine) drift(ctx context.Context, scope string, missing bool, hash string) error {
+	reason := "state file was changed outside the engine"
+	if missing {
+		reason = "state file was missing"
+	}
+	if _, err := e.append(ctx, &Record{Type: RecordDrift, Time: e.now().UTC(), Scope: scope, Reason: reason, State: hash}); err != nil {
+		return err
+	}
+	e.logger.Warn("drift restored", "scope", scope, "reason", reason)
 	return nil
 }
 

@@ -272,21 +272,21 @@ func (s *State) seenNonce(key identity.PublicKey, nonce string) bool {
 	return ok
 }
 
-// useNonce remembers a nonce until it could no longer pass the skew check, and
-// forgets the actor's expired ones.
-func (s *State) useNonce(key identity.PublicKey, nonce string, issued time.Time) {
+// useNonce remembers a nonce for as long as G02's window could still admit its
+// action, and forgets the actor's nonces that no window can admit any more. The
+// horizon is the engine's clock, never an issued-at the actor chose: a far-future
+// action must not push older nonces out.
+func (s *State) useNonce(key identity.PublicKey, nonce string, issued, now time.Time) {
 	m := s.nonces[key]
 	if m == nil {
 		m = map[string]time.Time{}
 		s.nonces[key] = m
 	}
 	skew := time.Duration(s.Platform.Genesis.Skew)
-	until := issued.Add(skew)
-	m[nonce] = until
+	m[nonce] = issued.Add(skew)
 	if len(m) > 64 {
-		cut := issued.Add(-2 * skew)
-		for n, t := range m {
-			if t.Before(cut) {
+		for n, until := range m {
+			if until.Before(now.Add(-skew)) {
 				delete(m, n)
 			}
 		}

@@ -35,6 +35,8 @@ const (
 	ContextQuery    Context = "nexus/query/v1"
 	ContextProof    Context = "nexus/proof/v1"
 	ContextAck      Context = "nexus/ack/v1"
+	// ContextCountersign is the platform's countersignature of a handshake.
+	ContextCountersign Context = "nexus/countersign/v1"
 )
 
 // Sign signs msg with key under ctx.

@@ -178,7 +178,7 @@ func (d *demo) create(ctx context.Context, root string) error {
 
 func sheetHandshake(id string, owner ed25519.PrivateKey, offer api.Offer) handshake.Handshake {
 	sum := offer.Sheet.Hash()
-	return handshake.Handshake{IMVU: id, Owner: identity.PublicOf(owner), Envelope: offer.Envelope, PriceSheet: offer.Sheet,
+	return handshake.Handshake{IMVU: id, Owner: identity.PublicOf(owner), Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet,
 		SheetHash: hex.EncodeToString(sum[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
 		GateSet: offer.GateSet, Powers: offer.Powers}
 }

@@ -56,7 +56,7 @@ func cmdIMVU(e *env) *cobra.Command {
 				powers = offer.Powers
 			}
 			sheetHash := offer.Sheet.Hash()
-			h := handshake.Handshake{IMVU: args[0], Owner: identity.PublicOf(owner), Envelope: envl, PriceSheet: offer.Sheet,
+			h := handshake.Handshake{IMVU: args[0], Owner: identity.PublicOf(owner), Platform: offer.Platform, Envelope: envl, PriceSheet: offer.Sheet,
 				SheetHash: hex.EncodeToString(sheetHash[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
 				GateSet: offer.GateSet, Powers: powers}
 			return e.submit(cmd, &sg, owner, handshake.KindCreate, args[0], h)
