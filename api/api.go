@@ -20,13 +20,14 @@ import (
 
 // Paths served.
 const (
-	PathActions    = "/v1/actions"
-	PathQuery      = "/v1/query"
-	PathStatus     = "/v1/status"
-	PathGates      = "/v1/gates"
-	PathOffer      = "/v1/offer"
-	PathCheckpoint = "/v1/checkpoint"
-	PathMetrics    = "/metrics"
+	PathActions     = "/v1/actions"
+	PathQuery       = "/v1/query"
+	PathStatus      = "/v1/status"
+	PathGates       = "/v1/gates"
+	PathOffer       = "/v1/offer"
+	PathCheckpoint  = "/v1/checkpoint"
+	PathConsistency = "/v1/consistency"
+	PathMetrics     = "/metrics"
 )
 
 // Query kinds.
@@ -68,6 +69,16 @@ type Offer struct {
 	TLDs     []string            `json:"tlds"`
 	Period   string              `json:"period"`
 	GateSet  int                 `json:"gate_set"`
+}
+
+// Consistency proves the newest checkpoint extends an older tree size. It holds
+// only hashes, so it is served to anyone: a creator keeps the checkpoints it saw
+// and asks for this to show the platform never rewrote history.
+type Consistency struct {
+	Old        uint64   `json:"old"`
+	New        uint64   `json:"new"`
+	Proof      [][]byte `json:"proof"`
+	Checkpoint string   `json:"checkpoint"` // the newest signed checkpoint note
 }
 
 // Error is the body of every non-2xx answer.

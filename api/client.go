@@ -151,3 +151,9 @@ func IsDenied(err error) (*handshake.Denial, bool) {
 	ok := errors.As(err, &d)
 	return d, ok
 }
+
+// Consistency fetches a proof that the newest checkpoint extends tree size old.
+func (c *Client) Consistency(ctx context.Context, old uint64) (Consistency, error) {
+	var out Consistency
+	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("%s?old=%d", PathConsistency, old), nil, &out)
+}

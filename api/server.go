@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/nexus-core/nexus/action"
@@ -28,6 +29,7 @@ type Ledger interface {
 	Checkpoint() ledger.Checkpoint
 	Read(ctx context.Context, index uint64) ([]byte, error)
 	Receipt(ctx context.Context, index uint64) (ledger.Receipt, error)
+	Consistency(ctx context.Context, oldSize, newSize uint64) ([][32]byte, error)
 }
 
 // ServerConfig holds the server's dependencies.
@@ -68,6 +70,7 @@ func NewServer(cfg ServerConfig) *Server {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(cfg.Ledger.Checkpoint().Note)
 	})
+	s.mux.HandleFunc("GET "+PathConsistency, s.consistency)
 	if cfg.Metrics != nil {
 		s.mux.Handle("GET "+PathMetrics, cfg.Metrics)
 	}
@@ -191,4 +194,27 @@ func (s *Server) authorize(st *handshake.State, q *action.Query) (identity.Role,
 		}
 	}
 	return role.Role, nil
+}
+
+func (s *Server) consistency(w http.ResponseWriter, r *http.Request) {
+	old, err := strconv.ParseUint(r.URL.Query().Get("old"), 10, 64)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("old=%q: want a tree size", r.URL.Query().Get("old")))
+		return
+	}
+	cp := s.cfg.Ledger.Checkpoint()
+	if old > cp.Size {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("old=%d is past the newest tree size %d", old, cp.Size))
+		return
+	}
+	hashes, err := s.cfg.Ledger.Consistency(r.Context(), old, cp.Size)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	out := Consistency{Old: old, New: cp.Size, Checkpoint: string(cp.Note), Proof: make([][]byte, len(hashes))}
+	for i, h := range hashes {
+		out.Proof[i] = append([]byte(nil), h[:]...)
+	}
+	writeJSON(w, http.StatusOK, out)
 }

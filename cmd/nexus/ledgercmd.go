@@ -34,16 +34,9 @@ func cmdLedger(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if vkeyFile == "" {
-				vkeyFile = dir.VerifierKey()
-			}
-			vb, err := os.ReadFile(vkeyFile)
+			v, err := e.verifier(vkeyFile)
 			if err != nil {
-				return fmt.Errorf("verifier key: %w", err)
-			}
-			v, err := note.NewVerifier(strings.TrimSpace(string(vb)))
-			if err != nil {
-				return fmt.Errorf("verifier key %s: %w", vkeyFile, err)
+				return err
 			}
 			start := time.Now()
 			prog := newProgress(os.Stderr, "verify")
@@ -132,7 +125,86 @@ func cmdLedger(e *env) *cobra.Command {
 		},
 	}
 	proof.Flags().StringVar(&pscope, "scope", identity.ScopePlatform, "the entry's scope")
-	c.AddCommand(verify, tail, proof)
+	var cpOut string
+	checkpoint := &cobra.Command{
+		Use:   "checkpoint [--out FILE]",
+		Short: "Fetch the newest signed checkpoint, check its signature, and keep it (to prove later the log only grew)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			note, err := c.Checkpoint(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			v, err := e.verifier(vkeyFile)
+			if err != nil {
+				return err
+			}
+			cp, err := ledger.ParseCheckpoint(note, v)
+			if err != nil {
+				return err
+			}
+			if cpOut != "" {
+				if err := datadir.WriteFile(cpOut, note, 0o644); err != nil {
+					return err
+				}
+			}
+			return e.print(map[string]any{"size": cp.Size, "root": fmt.Sprintf("%x", cp.Root), "note": string(note)}, func(w io.Writer) {
+				fmt.Fprint(w, string(note))
+			})
+		},
+	}
+	checkpoint.Flags().StringVar(&cpOut, "out", "", "also write the checkpoint to FILE")
+	checkpoint.Flags().StringVar(&vkeyFile, "vkey", "", "the platform's verifier key file (default DIR/platform/ledger.vkey)")
+	consistency := &cobra.Command{
+		Use:   "consistency FILE",
+		Short: "Prove the newest checkpoint extends the one kept in FILE: the platform never rewrote history",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := e.verifier(vkeyFile)
+			if err != nil {
+				return err
+			}
+			kept, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			older, err := ledger.ParseCheckpoint(kept, v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			cons, err := c.Consistency(ctxOf(cmd), older.Size)
+			if err != nil {
+				return err
+			}
+			newer, err := ledger.ParseCheckpoint([]byte(cons.Checkpoint), v)
+			if err != nil {
+				return err
+			}
+			proof := make([][32]byte, len(cons.Proof))
+			for i, p := range cons.Proof {
+				if len(p) != 32 {
+					return fmt.Errorf("proof hash %d has %d bytes", i, len(p))
+				}
+				copy(proof[i][:], p)
+			}
+			if err := ledger.VerifyConsistency(older, newer, proof); err != nil {
+				return exitError{code: 1, err: fmt.Errorf("the log at size %d does not extend the kept checkpoint at size %d: %w", newer.Size, older.Size, err)}
+			}
+			return e.print(map[string]any{"ok": true, "old": older.Size, "new": newer.Size}, func(w io.Writer) {
+				fmt.Fprintf(w, "ok: the log grew from %d to %d entries without rewriting any\n", older.Size, newer.Size)
+			})
+		},
+	}
+	consistency.Flags().StringVar(&vkeyFile, "vkey", "", "the platform's verifier key file (default DIR/platform/ledger.vkey)")
+	c.AddCommand(verify, tail, proof, checkpoint, consistency)
 	return c
 }
 
@@ -147,7 +219,21 @@ type progress struct {
 
 func newProgress(w io.Writer, what string) *progress { return &progress{w: w, what: what} }
 
+// isTerminal reports whether w is a character device: progress is drawn only
+// there, so logs and pipes stay clean.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 func (p *progress) update(done, total uint64) {
+	if !isTerminal(p.w) {
+		return
+	}
 	if time.Since(p.last) < 100*time.Millisecond && done != total {
 		return
 	}
@@ -164,4 +250,29 @@ func (p *progress) done() {
 	if p.shown {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// verifier loads the platform's checkpoint verifier key: from file, or the data
+// dir's copy.
+func (e *env) verifier(file string) (note.Verifier, error) {
+	if file == "" {
+		root, err := e.dataDir()
+		if err != nil {
+			return nil, fmt.Errorf("no verifier key: pass --vkey or --data")
+		}
+		dir, err := datadir.Open(root)
+		if err != nil {
+			return nil, err
+		}
+		file = dir.VerifierKey()
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("verifier key: %w", err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("verifier key %s: %w", file, err)
+	}
+	return v, nil
 }
