@@ -62,13 +62,14 @@ type Status struct {
 // Offer is what the platform offers a new IMVU: the creator reads it, decides,
 // and signs a handshake built from it.
 type Offer struct {
-	Platform identity.PublicKey  `json:"platform"` // the platform key: it countersigns handshakes
-	Envelope handshake.Resources `json:"envelope"`
-	Sheet    revenue.PriceSheet  `json:"price_sheet"`
-	Powers   []string            `json:"powers"`
-	TLDs     []string            `json:"tlds"`
-	Period   string              `json:"period"`
-	GateSet  int                 `json:"gate_set"`
+	Platform    identity.PublicKey  `json:"platform"`     // the platform key: it countersigns handshakes
+	VerifierKey string              `json:"verifier_key"` // checkpoint verifier key: keep it to check receipts offline
+	Envelope    handshake.Resources `json:"envelope"`
+	Sheet       revenue.PriceSheet  `json:"price_sheet"`
+	Powers      []string            `json:"powers"`
+	TLDs        []string            `json:"tlds"`
+	Period      string              `json:"period"`
+	GateSet     int                 `json:"gate_set"`
 }
 
 // Consistency proves the newest checkpoint extends an older tree size. It holds

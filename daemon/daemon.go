@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -219,6 +220,9 @@ func (n *Node) listen(reg *prometheus.Registry) error {
 	offer := api.Offer{Platform: identity.PublicOf(mustKey(n.Dir.LedgerKey())), Envelope: n.Config.Defaults.Envelope,
 		Sheet: n.Config.Sheet(), Powers: n.Config.Platform.Powers, TLDs: n.Config.Platform.TLDs,
 		Period: cal.Of(time.Now()).String(), GateSet: handshake.GateSet}
+	if vkey, err := os.ReadFile(n.Dir.VerifierKey()); err == nil {
+		offer.VerifierKey = strings.TrimSpace(string(vkey))
+	}
 	srv := api.NewServer(api.ServerConfig{Engine: n.Engine, Ledger: n.Ledger, Status: n.Status, Offer: offer,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: n.logger.With("part", "api")})
 	var ls []net.Listener
