@@ -357,8 +357,7 @@ func applyUsage(tx *Tx) error {
 }
 
 var prepareSettle = decodeInto(func(r *Request, p *SettleParams) error {
-	r.Settlement = &Settlement{Period: p.Period, First: p.First, Last: p.Last, Sheet: p.Sheet,
-		Gross: p.Gross, Creator: p.Creator, Platform: p.Platform}
+	r.Settlement = &Settlement{SettleParams: *p}
 	return nil
 })
 

@@ -60,16 +60,11 @@ type Term struct {
 	Index uint64             `json:"index"` // ledger index of the agreement
 }
 
-// Settlement is a settled period.
+// Settlement is a settled period: what the platform asserted, and where the
+// ledger holds it.
 type Settlement struct {
-	Period   string         `json:"period"`
-	First    uint64         `json:"first"`
-	Last     uint64         `json:"last"`
-	Sheet    string         `json:"sheet"`
-	Gross    revenue.Amount `json:"gross"`
-	Creator  revenue.Amount `json:"creator"`
-	Platform revenue.Amount `json:"platform"`
-	Index    uint64         `json:"index"`
+	SettleParams
+	Index uint64 `json:"index"`
 }
 
 // IMVU is the engine's record of one tenant. Everything here is derived from the

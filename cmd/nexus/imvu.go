@@ -84,16 +84,8 @@ func cmdIMVU(e *env) *cobra.Command {
 		Short: "Show an IMVU: all of it to its owner and members, its summary to admins",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
 			var raw json.RawMessage
-			if err := c.Query(ctxOf(cmd), k, api.QueryIMVU, args[0], nil, &raw); err != nil {
+			if err := e.query(cmd, api.QueryIMVU, args[0], nil, &raw); err != nil {
 				return err
 			}
 			var out struct {
@@ -137,16 +129,8 @@ func cmdIMVU(e *env) *cobra.Command {
 }
 
 func (e *env) listIMVUs(cmd *cobra.Command, scope string) error {
-	c, err := e.client()
-	if err != nil {
-		return err
-	}
-	k, err := e.callerKey()
-	if err != nil {
-		return err
-	}
 	var out []api.Summary
-	if err := c.Query(ctxOf(cmd), k, api.QueryIMVUs, scope, nil, &out); err != nil {
+	if err := e.query(cmd, api.QueryIMVUs, scope, nil, &out); err != nil {
 		return err
 	}
 	return e.print(out, func(w io.Writer) {
@@ -172,19 +156,15 @@ func cmdEnvelope(e *env) *cobra.Command {
 		Short: "Resize an envelope; an admin needs the owner's co-signature, and nobody may shrink it without the owner",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
 			var cur api.Summary
-			if err := c.Query(ctxOf(cmd), k, api.QueryIMVU, args[0], nil, &cur); err != nil {
+			if err := e.query(cmd, api.QueryIMVU, args[0], nil, &cur); err != nil {
 				return err
 			}
 			next, err := env.apply(cur.Envelope)
+			if err != nil {
+				return err
+			}
+			k, err := e.callerKey()
 			if err != nil {
 				return err
 			}
@@ -198,16 +178,8 @@ func cmdEnvelope(e *env) *cobra.Command {
 		Short: "Show an envelope: allocated, used and left",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
 			var s api.Summary
-			if err := c.Query(ctxOf(cmd), k, api.QueryIMVU, args[0], nil, &s); err != nil {
+			if err := e.query(cmd, api.QueryIMVU, args[0], nil, &s); err != nil {
 				return err
 			}
 			left, _ := s.Envelope.Sub(s.Used)

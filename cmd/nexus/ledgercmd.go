@@ -71,10 +71,6 @@ func cmdLedger(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
 			st, err := c.Status(ctxOf(cmd))
 			if err != nil {
 				return err
@@ -84,7 +80,7 @@ func cmdLedger(e *env) *cobra.Command {
 				start = st.Ledger.Size - n
 			}
 			var out []api.Entry
-			if err := c.Query(ctxOf(cmd), k, api.QueryEntries, scope, api.EntriesParams{Start: start, Count: n}, &out); err != nil {
+			if err := e.query(cmd, api.QueryEntries, scope, api.EntriesParams{Start: start, Count: n}, &out); err != nil {
 				return err
 			}
 			return e.print(out, func(w io.Writer) {
@@ -109,16 +105,8 @@ func cmdLedger(e *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("INDEX %q: want a whole number", args[0])
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
 			var ans api.ReceiptAnswer
-			if err := c.Query(ctxOf(cmd), k, api.QueryReceipt, pscope, api.ReceiptParams{Index: idx}, &ans); err != nil {
+			if err := e.query(cmd, api.QueryReceipt, pscope, api.ReceiptParams{Index: idx}, &ans); err != nil {
 				return err
 			}
 			return e.print(ans, func(w io.Writer) { fmt.Fprint(w, ans.Proof) })

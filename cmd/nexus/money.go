@@ -103,15 +103,7 @@ func cmdRevenue(e *env) *cobra.Command {
 
 func (e *env) statement(cmd *cobra.Command, imvu, period string) (api.StatementAnswer, error) {
 	var ans api.StatementAnswer
-	c, err := e.client()
-	if err != nil {
-		return ans, err
-	}
-	k, err := e.callerKey()
-	if err != nil {
-		return ans, err
-	}
-	err = c.Query(ctxOf(cmd), k, api.QueryStatement, imvu, api.StatementParams{Period: period}, &ans)
+	err := e.query(cmd, api.QueryStatement, imvu, api.StatementParams{Period: period}, &ans)
 	return ans, err
 }
 

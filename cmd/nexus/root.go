@@ -129,3 +129,16 @@ func (e *env) print(v any, text func(w io.Writer)) error {
 }
 
 func ctxOf(cmd *cobra.Command) context.Context { return cmd.Context() }
+
+// query signs a query with the caller's key and sends it to the daemon.
+func (e *env) query(cmd *cobra.Command, kind, scope string, params, out any) error {
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	k, err := e.callerKey()
+	if err != nil {
+		return err
+	}
+	return c.Query(ctxOf(cmd), k, kind, scope, params, out)
+}
