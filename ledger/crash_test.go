@@ -110,10 +110,12 @@ func TestCrashDurability(t *testing.T) {
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL on Unix
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	// Drain the pipe to EOF (the child is dead, so its end is closed)
+	// before Wait, which closes our end.
 	if err := <-readDone; err != nil {
 		t.Fatal(err)
 	}
+	_ = cmd.Wait()
 	if len(acks) < 10 {
 		t.Fatalf("only %d acknowledged appends before the kill; the test proves little", len(acks))
 	}

@@ -46,9 +46,10 @@
 // waiting (up to Options.MaxBatch entries) into one transaction: insert the
 // rows, extend the tree, sign one checkpoint, insert it, commit. One fsync then
 // answers every caller in the batch, so concurrent appenders share the cost of
-// a sync. When a batch was large, the writer lingers for at most a few tens of
-// microseconds before the next one so that the callers it just answered can
-// join it; a lone appender never waits for that.
+// a sync. After a commit that answered several callers, the writer lingers
+// until as many entries are queued again, for at most 200µs and never longer
+// than that commit took, so the callers it just answered share the next
+// commit instead of trickling into small ones; a lone appender never waits.
 //
 // A commit that fails before COMMIT is rolled back and reported to the callers
 // of that batch; the log stays usable. A failure of COMMIT itself (for example

@@ -22,8 +22,10 @@ const (
 	DefaultMaxEntrySize = 1 << 20
 
 	// maxLinger bounds how long the writer waits for the callers of the
-	// previous batch to come back before committing a smaller batch.
-	maxLinger = 50 * time.Microsecond
+	// previous batch to come back before committing a smaller batch. The
+	// wait is also bounded by the previous commit's duration, so lingering
+	// never costs more than the commit it is trying to share.
+	maxLinger = 200 * time.Microsecond
 	// scanChunk is how many rows Scan reads per query.
 	scanChunk = 1024
 )
@@ -402,10 +404,13 @@ func (l *Log) signal() {
 // until the Log is closed and the queue is empty.
 func (l *Log) run() {
 	defer close(l.writerDone)
-	var batch []*request
-	last := 0 // entries in the previous commit: how many callers may come back
+	var (
+		batch   []*request
+		last    int           // entries in the previous commit: how many callers may come back
+		lastDur time.Duration // how long the previous commit took
+	)
 	for {
-		l.waitForWork(last)
+		l.waitForWork(last, min(lastDur, maxLinger))
 		var exit bool
 		batch, exit = l.take(batch[:0])
 		if exit {
@@ -414,16 +419,19 @@ func (l *Log) run() {
 		if len(batch) == 0 {
 			continue
 		}
+		start := time.Now()
 		last = l.commit(batch)
+		lastDur = time.Since(start)
 		clear(batch)
 	}
 }
 
 // waitForWork blocks until a request is queued or the Log is closing. If the
-// previous commit answered several callers, it then lingers up to maxLinger
-// for as many entries to queue up, so callers that were just answered and
-// append again share the next commit instead of trickling into small ones.
-func (l *Log) waitForWork(last int) {
+// previous commit answered several callers, it then lingers up to linger for
+// as many entries to queue up, so callers that were just answered and append
+// again share the next commit instead of trickling into small ones. A lone
+// appender (last <= 1) never waits.
+func (l *Log) waitForWork(last int, linger time.Duration) {
 	for {
 		l.qmu.Lock()
 		queued, closed := l.queued, l.closed
@@ -433,11 +441,11 @@ func (l *Log) waitForWork(last int) {
 		}
 		<-l.wake
 	}
-	if last <= 1 {
+	if last <= 1 || linger <= 0 {
 		return
 	}
 	target := min(last, l.maxBatch)
-	timer := time.NewTimer(maxLinger)
+	timer := time.NewTimer(linger)
 	defer timer.Stop()
 	for {
 		l.qmu.Lock()
@@ -751,6 +759,9 @@ func (l *Log) scanChunk(ctx context.Context, lo, hi uint64, leaves [][32]byte, b
 // Receipt returns an inclusion proof of entry index against the newest
 // checkpoint.
 func (l *Log) Receipt(ctx context.Context, index uint64) (Receipt, error) {
+	if l.isClosed.Load() {
+		return Receipt{}, fmt.Errorf("ledger: receipt for %d: %w", index, ErrClosed)
+	}
 	if err := ctx.Err(); err != nil {
 		return Receipt{}, fmt.Errorf("ledger: receipt for %d: %w", index, err)
 	}
@@ -774,6 +785,9 @@ func (l *Log) Receipt(ctx context.Context, index uint64) (Receipt, error) {
 // oldSize; 0 <= oldSize <= newSize <= Size(). Verify it with
 // VerifyConsistency.
 func (l *Log) Consistency(ctx context.Context, oldSize, newSize uint64) ([][32]byte, error) {
+	if l.isClosed.Load() {
+		return nil, fmt.Errorf("ledger: consistency %d to %d: %w", oldSize, newSize, ErrClosed)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ledger: consistency %d to %d: %w", oldSize, newSize, err)
 	}

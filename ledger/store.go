@@ -15,12 +15,12 @@ import (
 const (
 	schemaVersion = "1"
 
-	// walAutocheckpointPages is how many WAL pages (4 KiB) accumulate before
-	// the committing connection copies them into the database file. The
-	// SQLite default (1000) checkpoints every few hundred group commits;
-	// a larger value amortizes the checkpoint's extra fsyncs over more
-	// commits at the cost of a larger -wal file (about 16 MiB here).
-	walAutocheckpointPages = 4000
+	// walAutocheckpointPages is how many WAL pages accumulate before the
+	// committing connection copies them into the database file. Measured
+	// with 64 concurrent appenders at 1000 (the SQLite default), 4000 and
+	// 16000 pages: no difference beyond this disk's run-to-run noise, so
+	// the default is kept, stated explicitly so it is a visible knob.
+	walAutocheckpointPages = 1000
 
 	busyTimeoutMillis = 10000
 )

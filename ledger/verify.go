@@ -99,7 +99,7 @@ func verifyFile(ctx context.Context, path string, v note.Verifier, trusted *Chec
 	if err != nil {
 		return Report{}, fmt.Errorf("ledger: verify: begin read of %s: %w", path, err)
 	}
-	defer tx.Rollback() //nolint:errcheck // read-only
+	defer func() { _ = tx.Rollback() }() // read-only: nothing to undo
 
 	origin, err := readOrigin(ctx, tx)
 	if err != nil {
