@@ -108,6 +108,20 @@ func TestConsentAndEnvelopes(t *testing.T) {
 			},
 		},
 		{
+			// Growth takes capacity the platform allocates: the owner alone
+			// cannot take it, however small.
+			name: "owner grows its own envelope without the platform", gate: "G08", watch: both,
+			try: func(t *testing.T) attempt {
+				return n.send(t, o42, handshake.KindResize, "imvu042", resized(t, func(r *handshake.Resources) { r.Pids++ }))
+			},
+		},
+		{
+			name: "owner grows its own envelope with an admin as cosigner (positive control)", gate: "",
+			try: func(t *testing.T) attempt {
+				return n.send(t, o42, handshake.KindResize, "imvu042", resized(t, func(r *handshake.Resources) { r.Pids++ }), n.admin)
+			},
+		},
+		{
 			name: "handshake with an envelope beyond capacity", gate: "G08", watch: both,
 			try: func(t *testing.T) attempt {
 				return createWith(t, "imvu050", func(h *handshake.Handshake) { h.Envelope.CPUMilli = config.Default().Capacity.CPUMilli })

@@ -29,9 +29,9 @@ func TestReplayAndFreshness(t *testing.T) {
 	var captured, deniedOnce, handshake44, beforeRestart *action.Signed
 	cases := []hostile{
 		{
-			name: "owner grows its envelope (positive control, captured)", gate: "",
+			name: "owner grows its envelope with the platform (positive control, captured)", gate: "",
 			try: func(t *testing.T) attempt {
-				captured = signed(t, o42, handshake.KindResize, "imvu042", grow(t), nil)
+				captured = signed(t, o42, handshake.KindResize, "imvu042", grow(t), nil, n.admin)
 				return n.sendSigned(t, captured)
 			},
 		},
@@ -103,7 +103,7 @@ func TestReplayAndFreshness(t *testing.T) {
 		{
 			name: "owner action before a restart (positive control)", gate: "",
 			try: func(t *testing.T) attempt {
-				beforeRestart = signed(t, o42, handshake.KindResize, "imvu042", grow(t), nil)
+				beforeRestart = signed(t, o42, handshake.KindResize, "imvu042", grow(t), nil, n.admin)
 				return n.sendSigned(t, beforeRestart)
 			},
 		},

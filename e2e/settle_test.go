@@ -234,18 +234,18 @@ func TestSettlementAndExit(t *testing.T) {
 		{
 			// G17 binds the platform, not the IMVU: the owner's own actions
 			// on itself still pass while it leaves.
-			name: "the exiting IMVU's owner resizes it (positive control)", gate: "",
+			name: "the exiting IMVU's owner shrinks it (positive control)", gate: "",
 			try: func(t *testing.T) attempt {
 				env := n.envelope(t, "imvu044")
-				env.CPUMilli += 100
+				env.CPUMilli -= 100
 				return n.send(t, o44, handshake.KindResize, "imvu044", handshake.EnvelopeParams{Envelope: env})
 			},
 		},
 		{
-			name: "admin shrinks the exiting IMVU back with its owner as cosigner", gate: "G17", watch: all,
+			name: "admin grows the exiting IMVU back with its owner as cosigner", gate: "G17", watch: all,
 			try: func(t *testing.T) attempt {
 				env := n.envelope(t, "imvu044")
-				env.CPUMilli -= 100
+				env.CPUMilli += 100
 				return n.send(t, n.admin, handshake.KindResize, "imvu044", handshake.EnvelopeParams{Envelope: env}, o44)
 			},
 		},

@@ -191,8 +191,14 @@ func exitGate(id string) bool {
 	return false
 }
 
-// deny ledgers a denial of an authenticated actor and returns it.
+// deny ledgers a denial of an authenticated actor and returns it. A refused
+// handshake from a key with no identity is counted as junk instead.
 func (e *Engine) deny(ctx context.Context, req *Request, d *Denial) error {
+	if req.Kind.SelfIssued && !e.state.Known(req.Action.Actor) {
+		e.countJunk(req.Action.Kind + " denied by " + d.Gate)
+		d.Summarised = true
+		return d
+	}
 	e.metrics.verdicts.WithLabelValues(req.Action.Kind, d.Gate).Inc()
 	rec := Record{Type: RecordDenial, Time: req.Now, Scope: req.Action.Scope, Kind: req.Action.Kind,
 		Action: req.Signed, Gate: d.Gate, Reason: d.Reason}

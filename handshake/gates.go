@@ -28,6 +28,10 @@ type Denial struct {
 	Gate   string `json:"gate"`
 	Reason string `json:"reason"`
 	Index  uint64 `json:"index"` // ledger index of the denial entry, when ledgered
+	// Summarised is set when the actor holds no identity (a refused handshake
+	// from a fresh key): the denial is counted in the next junk summary instead
+	// of getting an entry of its own, so throwaway keys cannot fill the ledger.
+	Summarised bool `json:"summarised,omitempty"`
 }
 
 func (d *Denial) Error() string { return "denied by " + d.Gate + ": " + d.Reason }
@@ -252,6 +256,10 @@ func gateCapacity(r *Request) error {
 			if shrunk := m.Envelope.Shrinks(*r.Envelope); shrunk != "" && !r.signedBy(m.Owner) {
 				return deny("envelope of %s would shrink (%s) without its consent", m.ID, shrunk)
 			}
+			// Growth takes capacity the platform allocates; it must agree too.
+			if grown := r.Envelope.Exceeds(m.Envelope); grown != "" && !r.platformSigned() {
+				return deny("envelope of %s would grow (%s) without the platform's co-signature", m.ID, grown)
+			}
 			if over := m.Used.Exceeds(*r.Envelope); over != "" {
 				return deny("envelope of %s would fall below its use: %s", m.ID, over)
 			}
@@ -267,6 +275,17 @@ func gateCapacity(r *Request) error {
 		return deny("envelopes would exceed declared capacity: %s", over)
 	}
 	return nil
+}
+
+// platformSigned reports whether an admin or the platform key signed.
+func (r *Request) platformSigned() bool {
+	for k := range r.SignedBy {
+		if role, ok := r.State.RoleOf(k, identity.ScopePlatform); ok && !role.Revoked &&
+			(role.Role == identity.RoleAdmin || role.Role == identity.RolePlatform) {
+			return true
+		}
+	}
+	return false
 }
 
 func gateSplit(r *Request) error {
@@ -320,6 +339,8 @@ func gateAttribution(r *Request) error {
 			return deny("usage event %d names no resource", i)
 		case u.At.Before(r.Now.Add(-skew)) || u.At.After(r.Now.Add(skew)):
 			return deny("usage event %d is dated %s, outside the %s window", i, u.At.Format(time.RFC3339), skew)
+		case r.State.Calendar.Of(u.At).Start.After(r.Now):
+			return deny("usage event %d is dated into %s, a period that has not begun", i, r.State.Calendar.Of(u.At))
 		}
 		if p := r.State.Calendar.Of(u.At).String(); m.Settled[p].Index != 0 {
 			return deny("usage event %d falls in %s, which is already settled", i, p)

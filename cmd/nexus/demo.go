@@ -186,7 +186,7 @@ func sheetHandshake(id string, owner ed25519.PrivateKey, offer api.Offer) handsh
 // expectDenied prints a denial, and fails the demo if the action went through.
 func (d *demo) expectDenied(what string, res *handshake.Result, err error) error {
 	if den, ok := api.IsDenied(err); ok {
-		d.say("%-46s -> denied by %s: %s (ledger index %d)", what, den.Gate, den.Reason, den.Index)
+		d.say("%-46s -> denied by %s: %s (%s)", what, den.Gate, den.Reason, where(den))
 		return nil
 	}
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/handshake"
 )
 
 func main() {
@@ -20,7 +21,7 @@ func main() {
 	root := newRoot()
 	if err := root.ExecuteContext(ctx); err != nil {
 		if d, ok := api.IsDenied(err); ok {
-			fmt.Fprintf(os.Stderr, "nexus: denied by %s: %s (ledger index %d)\n", d.Gate, d.Reason, d.Index)
+			fmt.Fprintf(os.Stderr, "nexus: denied by %s: %s (%s)\n", d.Gate, d.Reason, where(d))
 			os.Exit(3)
 		}
 		var ex exitError
@@ -40,3 +41,11 @@ type exitError struct {
 }
 
 func (e exitError) Error() string { return e.err.Error() }
+
+// where says where a denial is ledgered.
+func where(d *handshake.Denial) string {
+	if d.Summarised {
+		return "counted in the next junk summary: the key holds no identity"
+	}
+	return fmt.Sprintf("ledger index %d", d.Index)
+}
