@@ -208,10 +208,9 @@ func (d *demo) hostile(ctx context.Context) error {
 	if err := d.expectDenied("admin shrinks imvu042's envelope alone", res, err); err != nil {
 		return err
 	}
-	other, err := identity.Generate()
-	if err != nil {
-		return err
-	}
+	// The creator, already holding an identity, tries to bend its next
+	// handshake: each denial is ledgered on its own.
+	other := d.owner
 	offer, err := d.client.Offer(ctx)
 	if err != nil {
 		return err
@@ -219,7 +218,7 @@ func (d *demo) hostile(ctx context.Context) error {
 	h := sheetHandshake("imvu043", other, offer)
 	h.Split = [2]int{60, 40}
 	res, err = d.submit(ctx, other, handshake.KindCreate, "imvu043", h)
-	if err := d.expectDenied("creator claims a 60/40 split", res, err); err != nil {
+	if err := d.expectDenied("creator claims a 60/40 split for imvu043", res, err); err != nil {
 		return err
 	}
 	var big handshake.Resources
@@ -227,7 +226,7 @@ func (d *demo) hostile(ctx context.Context) error {
 	h = sheetHandshake("imvu044", other, offer)
 	h.Envelope.CPUMilli = big.CPUMilli
 	res, err = d.submit(ctx, other, handshake.KindCreate, "imvu044", h)
-	if err := d.expectDenied("envelope past declared capacity", res, err); err != nil {
+	if err := d.expectDenied("imvu044 with an envelope past capacity", res, err); err != nil {
 		return err
 	}
 	meter, err := identity.ReadKeyFile(d.dir.MeterKey("compute"))
