@@ -20,7 +20,7 @@ import (
 
 func cmdLedger(e *env) *cobra.Command {
 	c := &cobra.Command{Use: "ledger", Short: "Verify the ledger offline; read entries and receipts"}
-	var vkeyFile string
+	var vkeyFile, trustedFile string
 	verify := &cobra.Command{
 		Use:   "verify --data DIR",
 		Short: "Offline: recompute the Merkle tree and check every checkpoint; exit 1 naming the first bad index",
@@ -40,7 +40,20 @@ func cmdLedger(e *env) *cobra.Command {
 			}
 			start := time.Now()
 			prog := newProgress(os.Stderr, "verify")
-			rep, err := ledger.Verify(ctxOf(cmd), dir.Ledger(), v, prog.update)
+			var rep ledger.Report
+			if trustedFile == "" {
+				rep, err = ledger.Verify(ctxOf(cmd), dir.Ledger(), v, prog.update)
+			} else {
+				var kept []byte
+				if kept, err = os.ReadFile(trustedFile); err != nil {
+					return err
+				}
+				trusted, perr := ledger.ParseCheckpoint(kept, v)
+				if perr != nil {
+					return fmt.Errorf("--checkpoint %s: %w", trustedFile, perr)
+				}
+				rep, err = ledger.VerifyAgainst(ctxOf(cmd), dir.Ledger(), v, trusted, prog.update)
+			}
 			prog.done()
 			var te *ledger.TamperError
 			if errors.As(err, &te) {
@@ -59,6 +72,7 @@ func cmdLedger(e *env) *cobra.Command {
 		},
 	}
 	verify.Flags().StringVar(&vkeyFile, "vkey", "", "the platform's verifier key file (default DIR/platform/ledger.vkey); pin your own copy")
+	verify.Flags().StringVar(&trustedFile, "checkpoint", "", "a checkpoint kept outside the host (`nexus ledger checkpoint --out`): the ledger must still contain it, so a rollback is caught")
 
 	var n uint64
 	var scope string
