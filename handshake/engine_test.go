@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus-core/nexus/action"
 	"github.com/nexus-core/nexus/identity"
 )
 
@@ -341,4 +342,35 @@ func TestHandEditedPlatformStateIsRestored(t *testing.T) {
 	if f.log.Size() != size {
 		t.Fatalf("a clean restart appended %d entries", f.log.Size()-size)
 	}
+}
+
+// BenchmarkSubmit measures accepted actions end to end: verify, gates, two
+// durable ledger appends, apply and the state file write.
+func BenchmarkSubmit(b *testing.B) {
+	f := newFixture(b)
+	registerProbe(b, f.eng)
+	actions := make([]*action.Signed, b.N)
+	for i := range actions {
+		actions[i] = f.signed(f.owner, "test.probe", "imvu042", probeParams{})
+	}
+	b.ResetTimer()
+	for _, s := range actions {
+		if _, err := f.eng.Submit(context.Background(), s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReplay measures a restart: replaying a ledger of usage actions.
+func BenchmarkReplay(b *testing.B) {
+	f := newFixture(b)
+	const n = 5000
+	for i := 1; i <= n; i++ {
+		f.mustSubmit(f.meter, KindUsage, "imvu042", f.usage("compute", "cpu_ms", uint64(i), f.now))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f.reopen()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(f.log.Size()), "ns/entry")
 }

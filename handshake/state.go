@@ -156,7 +156,7 @@ type State struct {
 	IMVUs    map[string]*IMVU
 	Calendar revenue.Calendar
 
-	nonces   map[identity.PublicKey]map[string]time.Time
+	nonces   map[identity.PublicKey]*nonceSet
 	bindings map[string]string // resource name -> IMVU id, across all IMVUs
 }
 
@@ -167,7 +167,7 @@ func newState(g Genesis) *State {
 			Revoked:    map[identity.PublicKey]uint64{}},
 		IMVUs:    map[string]*IMVU{},
 		Calendar: revenue.Calendar{Length: time.Duration(g.PeriodLength)},
-		nonces:   map[identity.PublicKey]map[string]time.Time{},
+		nonces:   map[identity.PublicKey]*nonceSet{},
 		bindings: map[string]string{},
 	}
 	for _, id := range g.Identities {
@@ -263,8 +263,18 @@ func (s *State) roleAnywhere(key identity.PublicKey) (Role, bool) {
 }
 
 func (s *State) seenNonce(key identity.PublicKey, nonce string) bool {
-	_, ok := s.nonces[key][nonce]
+	set := s.nonces[key]
+	if set == nil {
+		return false
+	}
+	_, ok := set.seen[nonce]
 	return ok
+}
+
+// nonceSet is one actor's spent nonces and when each stops mattering.
+type nonceSet struct {
+	seen    map[string]time.Time
+	pruneAt int // prune when seen grows to this size: amortised O(1) per use
 }
 
 // useNonce remembers a nonce for as long as G02's window could still admit its
@@ -272,18 +282,20 @@ func (s *State) seenNonce(key identity.PublicKey, nonce string) bool {
 // horizon is the engine's clock, never an issued-at the actor chose: a far-future
 // action must not push older nonces out.
 func (s *State) useNonce(key identity.PublicKey, nonce string, issued, now time.Time) {
-	m := s.nonces[key]
-	if m == nil {
-		m = map[string]time.Time{}
-		s.nonces[key] = m
+	set := s.nonces[key]
+	if set == nil {
+		set = &nonceSet{seen: map[string]time.Time{}, pruneAt: 64}
+		s.nonces[key] = set
 	}
 	skew := time.Duration(s.Platform.Genesis.Skew)
-	m[nonce] = issued.Add(skew)
-	if len(m) > 64 {
-		for n, until := range m {
-			if until.Before(now.Add(-skew)) {
-				delete(m, n)
-			}
+	set.seen[nonce] = issued.Add(skew)
+	if len(set.seen) < set.pruneAt {
+		return
+	}
+	for n, until := range set.seen {
+		if until.Before(now.Add(-skew)) {
+			delete(set.seen, n)
 		}
 	}
+	set.pruneAt = max(64, 2*len(set.seen))
 }
