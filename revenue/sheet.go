@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"time"
 	"unicode/utf8"
 )
 
@@ -143,69 +142,6 @@ func DefaultPriceSheet() PriceSheet {
 			"mail_bytes":    1,       // 1 credit per 10^9 bytes of mail
 		},
 	}
-}
-
-// ErrNoSheet is returned by SheetFor when no agreement applies to a period.
-var ErrNoSheet = errors.New("revenue: no price sheet applies")
-
-// Agreement is a price sheet an IMVU co-signed, with the time it was signed.
-type Agreement struct {
-	Sheet    PriceSheet
-	SignedAt time.Time
-	// Initial marks the sheet agreed in the IMVU's creation handshake; it
-	// applies from the creation period itself.
-	Initial bool
-}
-
-// EffectiveFrom returns the first period an agreement applies to: the
-// period after the one it was signed in, or, for the initial agreement, the
-// period it was signed in.
-func (c Calendar) EffectiveFrom(a Agreement) Period {
-	p := c.Of(a.SignedAt)
-	if a.Initial {
-		return p
-	}
-	return c.Next(p)
-}
-
-// SheetFor returns the price sheet that applies to period p: of the
-// agreements effective at p.Start, the one that became effective last, and
-// among those the one signed last. Two different sheets signed at the same
-// instant with the same effective period are an error, as is an invalid
-// selected sheet. The order of agreements does not matter.
-func SheetFor(c Calendar, p Period, agreements []Agreement) (PriceSheet, error) {
-	best := -1
-	var bestFrom time.Time
-	for i, a := range agreements {
-		from := c.EffectiveFrom(a).Start
-		if from.After(p.Start) {
-			continue
-		}
-		if best >= 0 {
-			b := agreements[best]
-			switch {
-			case from.Before(bestFrom):
-				continue
-			case from.Equal(bestFrom) && a.SignedAt.Before(b.SignedAt):
-				continue
-			case from.Equal(bestFrom) && a.SignedAt.Equal(b.SignedAt):
-				if a.Sheet.Hash() != b.Sheet.Hash() {
-					return PriceSheet{}, fmt.Errorf("revenue: ambiguous price sheet for %s: versions %q and %q were both signed at %s",
-						p, b.Sheet.Version, a.Sheet.Version, a.SignedAt.UTC().Format(time.RFC3339Nano))
-				}
-				continue
-			}
-		}
-		best, bestFrom = i, from
-	}
-	if best < 0 {
-		return PriceSheet{}, fmt.Errorf("%w to %s", ErrNoSheet, p)
-	}
-	s := agreements[best].Sheet
-	if err := s.Validate(); err != nil {
-		return PriceSheet{}, fmt.Errorf("price sheet for %s: %w", p, err)
-	}
-	return s, nil
 }
 
 // clip shortens untrusted input quoted in error messages.

@@ -146,64 +146,6 @@ func TestDefaultPriceSheet(t *testing.T) {
 	}
 }
 
-func TestSheetFor(t *testing.T) {
-	cal := revenue.Calendar{}
-	sheet := func(v string) revenue.PriceSheet {
-		return revenue.PriceSheet{Version: v, Prices: map[string]revenue.Amount{"cpu_ms": 1}}
-	}
-	at := func(s string) time.Time { return mustTime(t, s) }
-	initial := revenue.Agreement{Sheet: sheet("initial"), SignedAt: at("2026-11-20T10:00:00Z"), Initial: true}
-	dec := revenue.Agreement{Sheet: sheet("dec"), SignedAt: at("2026-11-25T00:00:00Z")}
-	decLater := revenue.Agreement{Sheet: sheet("dec-later"), SignedAt: at("2026-11-30T23:59:59Z")}
-	feb := revenue.Agreement{Sheet: sheet("feb"), SignedAt: at("2027-01-31T23:59:59.999999999Z")}
-	all := []revenue.Agreement{initial, dec, decLater, feb}
-
-	tests := []struct {
-		period string
-		agreed []revenue.Agreement
-		want   string // version; "" for ErrNoSheet
-	}{
-		{"2026-10", all, ""},                      // before the IMVU existed
-		{"2026-11", all, "initial"},               // the handshake's sheet applies from creation
-		{"2026-12", all, "dec-later"},             // signed in November: applies from December; last signed wins
-		{"2027-01", all, "dec-later"},             // still in force
-		{"2027-02", all, "feb"},                   // signed in the last nanosecond of January
-		{"2030-06", all, "feb"},                   //
-		{"2026-11", []revenue.Agreement{dec}, ""}, // a non-initial sheet never applies to its own period
-		{"2026-12", []revenue.Agreement{dec}, "dec"},
-	}
-	for _, tt := range tests {
-		p, err := cal.Parse(tt.period)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, agreed := range [][]revenue.Agreement{tt.agreed, reversed(tt.agreed)} {
-			got, err := revenue.SheetFor(cal, p, agreed)
-			switch {
-			case tt.want == "" && !errors.Is(err, revenue.ErrNoSheet):
-				t.Errorf("SheetFor(%s) = %q, %v; want ErrNoSheet", tt.period, got.Version, err)
-			case tt.want != "" && (err != nil || got.Version != tt.want):
-				t.Errorf("SheetFor(%s) = %q, %v; want %q", tt.period, got.Version, err, tt.want)
-			}
-		}
-	}
-
-	// Two different sheets signed at the same instant are ambiguous; the same
-	// sheet twice is not.
-	p, _ := cal.Parse("2026-12")
-	twin := revenue.Agreement{Sheet: sheet("twin"), SignedAt: decLater.SignedAt}
-	if got, err := revenue.SheetFor(cal, p, []revenue.Agreement{decLater, twin}); err == nil || !strings.Contains(err.Error(), "ambiguous") {
-		t.Errorf("SheetFor with two sheets signed at once = %q, %v; want an ambiguity error", got.Version, err)
-	}
-	if got, err := revenue.SheetFor(cal, p, []revenue.Agreement{decLater, decLater}); err != nil || got.Version != "dec-later" {
-		t.Errorf("SheetFor with a duplicated agreement = %q, %v", got.Version, err)
-	}
-	invalid := revenue.Agreement{Sheet: revenue.PriceSheet{Version: "bad"}, SignedAt: dec.SignedAt}
-	if _, err := revenue.SheetFor(cal, p, []revenue.Agreement{invalid}); !errors.Is(err, revenue.ErrBadSheet) {
-		t.Errorf("SheetFor selecting an invalid sheet: %v, want ErrBadSheet", err)
-	}
-}
-
 func reversed[T any](s []T) []T {
 	r := make([]T, len(s))
 	for i, v := range s {
