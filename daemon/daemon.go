@@ -121,6 +121,7 @@ func Init(ctx context.Context, root string, opts InitOptions) error {
 		Platform: identity.PublicOf(ledgerKey), Root: identity.PublicOf(rootKey), Identities: ids,
 		Capacity: cfg.Capacity, PlatformEnv: cfg.Platform.Envelope, Skew: handshake.Duration(cfg.Platform.Skew.Duration),
 		PeriodLength: handshake.Duration(cal.Length), GateSet: handshake.GateSet, Powers: cfg.Platform.Powers,
+		TLDs: cfg.Platform.TLDs,
 	}
 	lg, err := openLedger(ctx, dir, cfg, ledgerKey, nil, nil)
 	if err != nil {

@@ -185,6 +185,9 @@ var prepareCreate = decodeInto(func(r *Request, h *Handshake) error {
 		}
 	}
 	r.Names = []Name{{Type: "imvu", ID: h.IMVU, Use: Create}}
+	if d := homeDomain(r.State, h.IMVU); d != "" {
+		r.Names = append(r.Names, Name{Type: "domain", ID: d, Use: Create})
+	}
 	r.Envelope = &h.Envelope
 	r.Split = &h.Split
 	return nil
@@ -201,7 +204,21 @@ func applyCreate(tx *Tx) error {
 	if err := tx.CreateIMVU(m); err != nil {
 		return err
 	}
+	if d := homeDomain(tx.engine.state, h.IMVU); d != "" {
+		if err := tx.Bind(Name{Type: "domain", ID: d}); err != nil {
+			return err
+		}
+	}
 	return tx.Bind(Name{Type: "imvu", ID: h.IMVU})
+}
+
+// homeDomain is the domain an IMVU receives at creation: its id under the
+// platform's first TLD ("imvu042.world"), or "" when the platform has none.
+func homeDomain(s *State, id string) string {
+	if len(s.Platform.Genesis.TLDs) == 0 {
+		return ""
+	}
+	return id + "." + s.Platform.Genesis.TLDs[0]
 }
 
 func applyExit(tx *Tx) error {

@@ -64,6 +64,24 @@ type Engine struct {
 	junkMu   sync.Mutex
 	metrics  *metrics
 	replayed bool
+	watchers []func(st *State, scope string)
+}
+
+// Watch registers fn to run after every applied effect, with the scope it
+// changed, and once per IMVU at the end of Replay. Services use it to bring the
+// world (DNS answers, mail routes, workloads) in line with the derived state.
+// fn runs under the engine's lock: it may read st but must not keep it, change
+// it, or call back into the engine.
+func (e *Engine) Watch(fn func(st *State, scope string)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.watchers = append(e.watchers, fn)
+}
+
+func (e *Engine) notify(scope string) {
+	for _, fn := range e.watchers {
+		fn(e.state, scope)
+	}
 }
 
 type metrics struct {
@@ -245,6 +263,7 @@ func (e *Engine) commit(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("receipt for %d: %w", ent.Index, err)
 	}
+	e.notify(req.Action.Scope)
 	e.logger.Info("applied", "kind", req.Action.Kind, "scope", req.Action.Scope, "index", ent.Index, "state", hash)
 	return &Result{Index: ent.Index, Effect: eff.Index, State: hash, Receipt: rcpt}, nil
 }

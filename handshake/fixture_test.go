@@ -78,6 +78,7 @@ func newFixture(t testing.TB) *fixture {
 		PeriodLength: Duration(time.Hour),
 		GateSet:      GateSet,
 		Powers:       []string{"mail.rate-cap-on-abuse"},
+		TLDs:         []string{"world"},
 	}
 	f.open()
 	if err := f.eng.Genesis(context.Background(), f.genesis); err != nil {

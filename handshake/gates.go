@@ -183,6 +183,11 @@ func gateOwnership(r *Request) error {
 			if bound {
 				return deny("%s is already bound to %s", n, owner)
 			}
+			if n.Type == "domain" {
+				if other, clash := r.State.domainClash(n.ID, r.Action.Scope); clash {
+					return deny("domain %s nests with %s, which another IMVU holds", n.ID, other)
+				}
+			}
 		}
 	}
 	return nil
@@ -422,9 +427,27 @@ func gateNames(r *Request) error {
 	return nil
 }
 
+// domainClash finds a domain of another IMVU above or below d: like
+// Designate, no IMVU's name may sit under or over another's.
+func (s *State) domainClash(d, imvu string) (string, bool) {
+	d = canonicalName(d)
+	for key, owner := range s.bindings {
+		other, ok := strings.CutPrefix(key, "domain:")
+		if !ok || owner == imvu {
+			continue
+		}
+		if strings.HasSuffix(d, "."+other) || strings.HasSuffix(other, "."+d) {
+			return other, true
+		}
+	}
+	return "", false
+}
+
+func canonicalName(d string) string { return strings.TrimSuffix(strings.ToLower(d), ".") }
+
 // nameUnder reports whether DNS name d equals or falls under a domain bound to imvu.
 func (s *State) nameUnder(d, imvu string) bool {
-	d = strings.TrimSuffix(strings.ToLower(d), ".")
+	d = canonicalName(d)
 	for {
 		if owner, ok := s.bindings["domain:"+d]; ok {
 			return owner == imvu

@@ -143,8 +143,16 @@ func TestGates(t *testing.T) {
 			return f.submit(f.stranger, KindCreate, "imvu042", f.handshake("imvu042", f.stranger))
 		}},
 		{"G04 bind a domain another IMVU holds", "G04", func(f *fixture) (*Result, error) {
-			f.mustSubmit(f.owner2, "test.probe", "imvu043", probeParams{Bind: []string{"imvu043.world"}})
 			return f.submit(f.owner, "test.probe", "imvu042", probeParams{Bind: []string{"imvu043.world"}})
+		}},
+		{"G04 bind a name under another IMVU's", "G04", func(f *fixture) (*Result, error) {
+			return f.submit(f.owner, "test.probe", "imvu042", probeParams{Bind: []string{"stage.imvu043.world"}})
+		}},
+		{"G04 bind a name over another IMVU's", "G04", func(f *fixture) (*Result, error) {
+			return f.submit(f.owner, "test.probe", "imvu042", probeParams{Bind: []string{"World."}})
+		}},
+		{"G04 allow a second domain of its own", "", func(f *fixture) (*Result, error) {
+			return f.submit(f.owner, "test.probe", "imvu042", probeParams{Bind: []string{"imvu042.example"}})
 		}},
 		// G05 Isolation
 		{"G05 touch another IMVU without a grant", "G05", func(f *fixture) (*Result, error) {
@@ -306,23 +314,19 @@ func TestGates(t *testing.T) {
 		}},
 		// G12 Name authority
 		{"G12 name outside the IMVU", "G12", func(f *fixture) (*Result, error) {
-			f.mustSubmit(f.owner2, "test.probe", "imvu043", probeParams{Bind: []string{"imvu043.world"}})
 			return f.submit(f.admin, "test.probe", "imvu043", probeParams{Domains: []string{"stage.imvu042.world"}}, f.owner2)
 		}},
 		{"G12 transfer without the holder", "G12", func(f *fixture) (*Result, error) {
 			return f.submit(f.member, "test.probe", "imvu042", probeParams{Transfer: true})
 		}},
 		{"G12 allow inside", "", func(f *fixture) (*Result, error) {
-			f.mustSubmit(f.owner, "test.probe", "imvu042", probeParams{Bind: []string{"imvu042.world"}})
 			return f.submit(f.owner, "test.probe", "imvu042", probeParams{Domains: []string{"Stage.IMVU042.world."}})
 		}},
 		// G13 Mail identity
 		{"G13 send as another IMVU", "G13", func(f *fixture) (*Result, error) {
-			f.mustSubmit(f.owner, "test.probe", "imvu042", probeParams{Bind: []string{"imvu042.world"}})
 			return f.submit(f.owner, "test.probe", "imvu042", probeParams{MailFrom: []string{"someone@imvu043.world"}})
 		}},
 		{"G13 allow own domain", "", func(f *fixture) (*Result, error) {
-			f.mustSubmit(f.owner, "test.probe", "imvu042", probeParams{Bind: []string{"imvu042.world"}})
 			return f.submit(f.owner, "test.probe", "imvu042", probeParams{MailFrom: []string{"creator@imvu042.world"}})
 		}},
 		// G14 Route integrity

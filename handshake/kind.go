@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -195,6 +196,44 @@ func (tx *Tx) Bind(n Name) error {
 	}
 	tx.engine.state.bindings[key] = m.ID
 	m.Bindings[key] = n.Type
+	return nil
+}
+
+// Load decodes the scope IMVU's stored resource key into v; ok is false when
+// there is none.
+func (tx *Tx) Load(key string, v any) (ok bool, err error) {
+	m, err := tx.IMVU()
+	if err != nil {
+		return false, err
+	}
+	raw, ok := m.Resources[key]
+	if !ok {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("resource %s of %s: %w", key, m.ID, err)
+	}
+	return true, nil
+}
+
+// Store encodes v as the scope IMVU's resource key; a nil v deletes it.
+func (tx *Tx) Store(key string, v any) error {
+	m, err := tx.IMVU()
+	if err != nil {
+		return err
+	}
+	if v == nil {
+		delete(m.Resources, key)
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("resource %s of %s: %w", key, m.ID, err)
+	}
+	if m.Resources == nil {
+		m.Resources = map[string]json.RawMessage{}
+	}
+	m.Resources[key] = b
 	return nil
 }
 

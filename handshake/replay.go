@@ -99,7 +99,18 @@ func (e *Engine) Replay(ctx context.Context) error {
 		}
 		e.logger.Warn("completed effect of an action ledgered before a crash", "index", idx, "scope", scope)
 	}
-	return e.checkFiles(ctx)
+	if err := e.checkFiles(ctx); err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(e.state.IMVUs))
+	for id := range e.state.IMVUs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		e.notify(id)
+	}
+	return nil
 }
 
 func (e *Engine) replayAction(i uint64, rec *Record) error {

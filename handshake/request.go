@@ -26,7 +26,14 @@ type Name struct {
 	Use  NameUse
 }
 
-func (n Name) String() string { return n.Type + ":" + n.ID }
+// String is the name's binding key; domain names are compared in lower case
+// without the root dot.
+func (n Name) String() string {
+	if n.Type == "domain" {
+		return n.Type + ":" + canonicalName(n.ID)
+	}
+	return n.Type + ":" + n.ID
+}
 
 // Request is one action on its way through the gates: the verified action, who
 // signed it, and what the kind's Prepare found it asks for. Gates read it and the

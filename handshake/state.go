@@ -24,6 +24,7 @@ type Genesis struct {
 	PeriodLength Duration            `json:"period_length"` // 0 = calendar months
 	GateSet      int                 `json:"gate_set"`
 	Powers       []string            `json:"powers"` // platform powers an IMVU may pre-consent to
+	TLDs         []string            `json:"tlds"`   // platform TLDs: imvu create binds <id>.<first TLD>
 }
 
 // Duration is a time.Duration that reads and writes as text ("5m").
