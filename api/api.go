@@ -27,6 +27,7 @@ const (
 	PathOffer       = "/v1/offer"
 	PathCheckpoint  = "/v1/checkpoint"
 	PathConsistency = "/v1/consistency"
+	PathExport      = "/v1/export"
 	PathMetrics     = "/metrics"
 )
 
@@ -37,6 +38,7 @@ const (
 	QueryStatement = "revenue.statement"
 	QueryEntries   = "ledger.entries"
 	QueryReceipt   = "ledger.receipt"
+	QueryExport    = "imvu.export"
 )
 
 // Listener is one address the daemon serves.

@@ -157,3 +157,54 @@ func (c *Client) Consistency(ctx context.Context, old uint64) (Consistency, erro
 	var out Consistency
 	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("%s?old=%d", PathConsistency, old), nil, &out)
 }
+
+// Export fetches an exiting IMVU's bundle into w, signed as the owner.
+// progress, if set, is told the bytes received and the total.
+func (c *Client) Export(ctx context.Context, owner ed25519.PrivateKey, id string, w io.Writer, progress func(done, total int64)) error {
+	q, err := action.NewQuery(owner, QueryExport, id, struct{}{})
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(q)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+PathExport, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", PathExport, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e Error
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return &RemoteError{Code: resp.StatusCode, Message: e.Error}
+		}
+		return &RemoteError{Code: resp.StatusCode, Message: strings.TrimSpace(string(body))}
+	}
+	pw := &progressWriter{w: w, total: resp.ContentLength, fn: progress}
+	if _, err := io.Copy(pw, resp.Body); err != nil {
+		return fmt.Errorf("receive bundle: %w", err)
+	}
+	return nil
+}
+
+type progressWriter struct {
+	w     io.Writer
+	done  int64
+	total int64
+	fn    func(done, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.done += int64(n)
+	if p.fn != nil {
+		p.fn(p.done, p.total)
+	}
+	return n, err
+}

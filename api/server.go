@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -39,8 +40,10 @@ type ServerConfig struct {
 	Status  func() Status
 	Offer   Offer
 	Metrics http.Handler // nil: no /metrics
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Export writes an exiting IMVU's bundle; nil: no export endpoint.
+	Export func(ctx context.Context, id string, w io.Writer) error
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Server answers the control API.
@@ -71,6 +74,9 @@ func NewServer(cfg ServerConfig) *Server {
 		w.Write(cfg.Ledger.Checkpoint().Note)
 	})
 	s.mux.HandleFunc("GET "+PathConsistency, s.consistency)
+	if cfg.Export != nil {
+		s.mux.HandleFunc("POST "+PathExport, s.export)
+	}
 	if cfg.Metrics != nil {
 		s.mux.Handle("GET "+PathMetrics, cfg.Metrics)
 	}
@@ -217,4 +223,59 @@ func (s *Server) consistency(w http.ResponseWriter, r *http.Request) {
 		out.Proof[i] = append([]byte(nil), h[:]...)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// export answers an owner's signed imvu.export query with the exit bundle.
+func (s *Server) export(w http.ResponseWriter, r *http.Request) {
+	var sq action.SignedQuery
+	if err := decodeBody(w, r, &sq); err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	q, err := sq.Open()
+	if err != nil {
+		writeErr(w, http.StatusUnauthorized, err)
+		return
+	}
+	if q.Kind != QueryExport {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("query kind %q; want %q", q.Kind, QueryExport))
+		return
+	}
+	err = s.cfg.Engine.View(func(st *handshake.State) error {
+		role, err := s.authorize(st, q)
+		if err == nil && role != identity.RoleOwner {
+			err = fmt.Errorf("%w: only the owner exports %s", errScope, q.Scope)
+		}
+		return err
+	})
+	if err != nil {
+		code := http.StatusForbidden
+		if errors.Is(err, errAuth) {
+			code = http.StatusUnauthorized
+		}
+		writeErr(w, code, err)
+		return
+	}
+	tmp, err := os.CreateTemp("", "nexus-bundle-")
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := s.cfg.Export(r.Context(), q.Scope, tmp); err != nil {
+		writeErr(w, http.StatusConflict, err)
+		return
+	}
+	size, err := tmp.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	io.Copy(w, tmp)
 }

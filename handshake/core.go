@@ -24,6 +24,7 @@ const (
 	KindPriceAgree = "price.agree"
 	KindUsage      = "usage.record"
 	KindSettle     = "revenue.settle"
+	KindAck        = "imvu.ack"
 )
 
 // Handshake is the record that creates an IMVU, signed by its creator and
@@ -87,6 +88,12 @@ type SettleParams struct {
 // ExitParams starts an exit.
 type ExitParams struct{}
 
+// AckParams is the owner's acknowledgement that it holds its exit bundle: only
+// now may the platform delete the IMVU's data.
+type AckParams struct {
+	Bundle string `json:"bundle"` // hex SHA-256 of the bundle file the owner received
+}
+
 type stateResource struct{ file string }
 
 // Export writes the IMVU's engine state: handshake terms, envelope, members,
@@ -125,7 +132,22 @@ func registerCore(e *Engine) error {
 	kinds := []Kind{
 		{Name: KindCreate, Resource: "imvu", Where: OnIMVU, SelfIssued: true, Countersign: true, Prepare: prepareCreate, Apply: applyCreate},
 		{Name: KindExit, Resource: "imvu", Where: OnIMVU, Roles: []identity.Role{identity.RoleOwner}, Exit: true,
-			Prepare: decodeInto[ExitParams](nil), Apply: applyExit},
+			Prepare: decodeInto(func(r *Request, _ *ExitParams) error {
+				if m := r.IMVU(); m != nil && m.Status == StatusExited {
+					return fmt.Errorf("%s has already exited", m.ID)
+				}
+				return nil
+			}), Apply: applyExit},
+		{Name: KindAck, Resource: "imvu", Where: OnIMVU, Roles: []identity.Role{identity.RoleOwner}, Exit: true,
+			Prepare: decodeInto(func(r *Request, p *AckParams) error {
+				if len(p.Bundle) != 64 {
+					return fmt.Errorf("bundle hash %q: want 64 hex digits", p.Bundle)
+				}
+				if m := r.IMVU(); m != nil && m.Status != StatusExiting {
+					return fmt.Errorf("%s is %s; only an exiting IMVU is acknowledged", m.ID, m.Status)
+				}
+				return nil
+			}), Apply: applyAck},
 		{Name: KindIssue, Resource: "identity", Where: OnEither, Roles: []identity.Role{identity.RolePlatform, identity.RoleOwner}, Prepare: prepareIssue, Apply: applyIssue},
 		{Name: KindRevoke, Resource: "identity", Where: OnEither, Roles: []identity.Role{identity.RolePlatform, identity.RoleOwner}, Prepare: prepareRevoke, Apply: applyRevoke},
 		{Name: KindResize, Resource: "envelope", Where: OnIMVU, Roles: append([]identity.Role{identity.RoleOwner}, admin...),
@@ -227,6 +249,18 @@ func applyExit(tx *Tx) error {
 		return err
 	}
 	m.Status = StatusExiting
+	return nil
+}
+
+func applyAck(tx *Tx) error {
+	m, err := tx.IMVU()
+	if err != nil {
+		return err
+	}
+	m.Status = StatusExited
+	m.Acked = tx.Params().(*AckParams).Bundle
+	// The names stay bound to the exited IMVU, so nobody else on this platform
+	// can take them: they are its owner's, as the bundle's hand-over says.
 	return nil
 }
 

@@ -133,9 +133,20 @@ func TestTxPermitsNothingOutsideApply(t *testing.T) {
 	}
 }
 
+// isTx reports whether a type expression is handshake.Tx.
+func isTx(e ast.Expr) bool {
+	sel, ok := e.(*ast.SelectorExpr)
+	if !ok {
+		return false
+	}
+	id, ok := sel.X.(*ast.Ident)
+	return ok && id.Name == "handshake" && sel.Sel.Name == "Tx"
+}
+
 // TestNoApplierCalledOutsideTheEngine reads every non-test Go file outside this
 // package and fails on a call of anything named Apply, or on a Tx built by
-// hand: appliers run only from the engine.
+// hand: appliers run only from the engine. (A zero Tx permits nothing anyway;
+// TestTxPermitsNothingOutsideApply shows it.)
 func TestNoApplierCalledOutsideTheEngine(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -165,9 +176,14 @@ func TestNoApplierCalledOutsideTheEngine(t *testing.T) {
 				if sel, ok := x.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Apply" {
 					bad = append(bad, fset.Position(x.Pos()).String()+": calls Apply")
 				}
-			case *ast.SelectorExpr:
-				if id, ok := x.X.(*ast.Ident); ok && id.Name == "handshake" && x.Sel.Name == "Tx" {
-					bad = append(bad, fset.Position(x.Pos()).String()+": names handshake.Tx")
+			case *ast.CompositeLit:
+				if isTx(x.Type) {
+					bad = append(bad, fset.Position(x.Pos()).String()+": builds a handshake.Tx")
+				}
+			}
+			if call, ok := n.(*ast.CallExpr); ok {
+				if id, ok := call.Fun.(*ast.Ident); ok && id.Name == "new" && len(call.Args) == 1 && isTx(call.Args[0]) {
+					bad = append(bad, fset.Position(call.Pos()).String()+": allocates a handshake.Tx")
 				}
 			}
 			return true

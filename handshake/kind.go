@@ -109,6 +109,33 @@ type Tx struct {
 	req    *Request
 	at     time.Time
 	live   bool
+	scope  string // set on a Tx handed to another IMVU; "" means the action's scope
+}
+
+func (tx *Tx) target() string {
+	if tx.scope != "" {
+		return tx.scope
+	}
+	return tx.req.Action.Scope
+}
+
+// Hand runs fn with a Tx on another IMVU that the action names for crossing
+// (Use Refer): the one way an applier reaches past its scope, and only after
+// G05 saw both owners sign. The handed Tx dies with fn's return.
+func (tx *Tx) Hand(imvu string, fn func(*Tx) error) error {
+	if err := tx.ok(); err != nil {
+		return err
+	}
+	named := false
+	for _, n := range tx.req.Names {
+		named = named || (n.Type == "imvu" && n.ID == imvu && n.Use == Refer)
+	}
+	if !named {
+		return fmt.Errorf("the action does not name %s for crossing", imvu)
+	}
+	other := &Tx{engine: tx.engine, req: tx.req, at: tx.at, live: true, scope: imvu}
+	defer func() { other.live = false }()
+	return fn(other)
 }
 
 func (tx *Tx) ok() error {
@@ -151,9 +178,9 @@ func (tx *Tx) IMVU() (*IMVU, error) {
 	if err := tx.ok(); err != nil {
 		return nil, err
 	}
-	m := tx.engine.state.IMVUs[tx.req.Action.Scope]
+	m := tx.engine.state.IMVUs[tx.target()]
 	if m == nil {
-		return nil, fmt.Errorf("no IMVU %s", tx.req.Action.Scope)
+		return nil, fmt.Errorf("no IMVU %s", tx.target())
 	}
 	return m, nil
 }

@@ -38,6 +38,8 @@ type Record struct {
 	Count      uint64            `json:"count,omitempty"`
 	Reasons    map[string]uint64 `json:"reasons,omitempty"`
 	Genesis    *Genesis          `json:"genesis,omitempty"`
+
+	index uint64 // where Derive found it; not encoded
 }
 
 func hexHash(h [32]byte) string { return hex.EncodeToString(h[:]) }

@@ -84,7 +84,8 @@ type IMVU struct {
 	Revoked   map[identity.PublicKey]uint64            `json:"revoked"`
 	Counters  map[string]Counter                       `json:"counters"` // "resource/meter" -> newest
 	Settled   map[string]Settlement                    `json:"settled"`
-	Bindings  map[string]string                        `json:"bindings"` // resource name -> type
+	Bindings  map[string]string                        `json:"bindings"`        // resource name -> type
+	Acked     string                                   `json:"acked,omitempty"` // hash of the bundle the owner acknowledged
 	Resources map[string]json.RawMessage               `json:"resources,omitempty"`
 
 	usage []revenue.Usage // every usage event, in ledger order; rebuilt by replay

@@ -37,6 +37,10 @@ const (
 	ContextAck      Context = "nexus/ack/v1"
 	// ContextCountersign is the platform's countersignature of a handshake.
 	ContextCountersign Context = "nexus/countersign/v1"
+	// ContextBundle signs an exit bundle's manifest.
+	ContextBundle Context = "nexus/bundle/v1"
+	// ContextTransfer signs the hand-over of an exiting IMVU's domains.
+	ContextTransfer Context = "nexus/transfer/v1"
 )
 
 // Sign signs msg with key under ctx.
