@@ -126,8 +126,12 @@ func verifier(m Manifest, pinned string) (note.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle: verifier key: %w", err)
 	}
-	parts := strings.Split(m.VerifierKey, "+")
-	raw, err := base64.StdEncoding.DecodeString(parts[len(parts)-1])
+	// name+hash+base64(algorithm byte || key); the base64 may hold '+' too.
+	parts := strings.SplitN(m.VerifierKey, "+", 3)
+	if len(parts) != 3 {
+		return nil, errors.New("bundle: malformed verifier key")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
 	if err != nil || len(raw) != 33 || !bytes.Equal(raw[1:], m.Platform[:]) {
 		return nil, errors.New("bundle: the verifier key is not the platform key the manifest names")
 	}

@@ -225,7 +225,7 @@ func (n *Node) listen(reg *prometheus.Registry) error {
 		offer.VerifierKey = strings.TrimSpace(string(vkey))
 	}
 	srv := api.NewServer(api.ServerConfig{Engine: n.Engine, Ledger: n.Ledger, Status: n.Status, Offer: offer,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: n.logger.With("part", "api")})
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: n.logger.With("part", "api"), Export: n.Export})
 	var ls []net.Listener
 	if n.Config.API.Socket != "" {
 		path := n.Config.API.Socket
@@ -268,6 +268,8 @@ func (n *Node) listen(reg *prometheus.Registry) error {
 	}
 	return nil
 }
+
+func publicOf(k ed25519.PrivateKey) identity.PublicKey { return identity.PublicOf(k) }
 
 func mustKey(path string) ed25519.PrivateKey {
 	k, err := datadir.ReadKey(path)
