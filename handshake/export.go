@@ -2,7 +2,6 @@ package handshake
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -132,5 +131,3 @@ func (e *Engine) ExportReady(id string) (*IMVU, error) {
 	cp := *m
 	return &cp, nil
 }
-
-func (t TransferRecord) encode() ([]byte, error) { return json.Marshal(t) }
