@@ -199,11 +199,12 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 		lg.Close()
 		return nil, err
 	}
+	n := &Node{Dir: dir, Config: cfg, Engine: eng, Ledger: lg, logger: logger}
+	eng.Watch(n.purgeExited)
 	if err := eng.Replay(ctx); err != nil {
 		lg.Close()
 		return nil, fmt.Errorf("replay ledger: %w", err)
 	}
-	n := &Node{Dir: dir, Config: cfg, Engine: eng, Ledger: lg, logger: logger}
 	if err := n.listen(reg); err != nil {
 		n.Close()
 		return nil, err
@@ -338,4 +339,32 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 	err := n.Engine.FlushJunk(ctx)
 	return errors.Join(err, n.Ledger.Close())
+}
+
+// purgeExited deletes an exited IMVU's data: everything in its folder but the
+// state file, which keeps the tombstone the ledger derives. It runs only after
+// the owner's signed acknowledgement of the bundle (G17).
+func (n *Node) purgeExited(st *handshake.State, scope string) {
+	m := st.IMVUs[scope]
+	if m == nil || m.Status != handshake.StatusExited {
+		return
+	}
+	dir, err := n.Dir.IMVU(scope)
+	if err != nil {
+		return
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Name() == "state.json" {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			n.logger.Error("purge exited IMVU", "imvu", scope, "err", err)
+			continue
+		}
+		n.logger.Info("purged exited IMVU data", "imvu", scope, "path", e.Name())
+	}
 }

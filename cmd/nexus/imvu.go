@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -111,20 +113,92 @@ func cmdIMVU(e *env) *cobra.Command {
 		},
 	}
 	var exitSg signing
+	var out string
 	exit := &cobra.Command{
-		Use:   "exit NAME --key OWNER_KEY",
-		Short: "Start the IMVU's exit: from now on the platform can only export it",
+		Use:   "exit NAME --out bundle.tar --key OWNER_KEY",
+		Short: "Exit: from now on the platform can only export the IMVU; writes its bundle (domains, data, ledger proofs)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("--out FILE is required: the bundle is what you leave with")
+			}
 			k, err := e.callerKey()
 			if err != nil {
 				return err
 			}
-			return e.submit(cmd, &exitSg, k, handshake.KindExit, args[0], handshake.ExitParams{})
+			var sum api.Summary
+			if err := e.query(cmd, api.QueryIMVU, args[0], nil, &sum); err != nil {
+				return err
+			}
+			if sum.Status == handshake.StatusActive {
+				if err := e.submit(cmd, &exitSg, k, handshake.KindExit, args[0], handshake.ExitParams{}); err != nil {
+					return err
+				}
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			tmp := out + ".part"
+			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			prog := newProgress(os.Stderr, "export")
+			err = c.Export(ctxOf(cmd), k, args[0], f, func(done, total int64) { prog.update(uint64(done), uint64(max(total, 0))) })
+			prog.done()
+			if err == nil {
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				err = os.Rename(tmp, out)
+			}
+			if err != nil {
+				os.Remove(tmp)
+				return err
+			}
+			sumHex, err := fileSHA256(out)
+			if err != nil {
+				return err
+			}
+			return e.print(map[string]string{"bundle": out, "sha256": sumHex}, func(w io.Writer) {
+				fmt.Fprintf(w, "wrote %s (sha256 %s)\ncheck it with `nexus bundle verify %s`, then acknowledge with `nexus imvu ack-exit %s --bundle %s`\n", out, sumHex, out, args[0], out)
+			})
 		},
 	}
+	exit.Flags().StringVar(&out, "out", "", "file to write the exit bundle to")
 	exitSg.flags(exit)
-	c.AddCommand(create, ls, show, exit)
+
+	var ackBundle string
+	var ackSg signing
+	ack := &cobra.Command{
+		Use:   "ack-exit NAME --bundle bundle.tar --key OWNER_KEY",
+		Short: "Acknowledge the exit bundle after verifying it offline; only now may the platform delete the IMVU's data",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ackBundle == "" {
+				return errors.New("--bundle FILE is required")
+			}
+			if _, err := verifyBundleFile(ctxOf(cmd), ackBundle, ""); err != nil {
+				return fmt.Errorf("refusing to acknowledge: %w", err)
+			}
+			sumHex, err := fileSHA256(ackBundle)
+			if err != nil {
+				return err
+			}
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			return e.submit(cmd, &ackSg, k, handshake.KindAck, args[0], handshake.AckParams{Bundle: sumHex})
+		},
+	}
+	ack.Flags().StringVar(&ackBundle, "bundle", "", "the exit bundle you received")
+	ackSg.flags(ack)
+	c.AddCommand(create, ls, show, exit, ack, cmdImport(e))
 	return c
 }
 
