@@ -28,6 +28,7 @@ const (
 	PathCheckpoint  = "/v1/checkpoint"
 	PathConsistency = "/v1/consistency"
 	PathExport      = "/v1/export"
+	PathRegistry    = "/v1/registry"
 	PathMetrics     = "/metrics"
 )
 
@@ -82,6 +83,14 @@ type Consistency struct {
 	New        uint64   `json:"new"`
 	Proof      [][]byte `json:"proof"`
 	Checkpoint string   `json:"checkpoint"` // the newest signed checkpoint note
+}
+
+// Binding answers a registry lookup: which domain holds a name and which IMVU
+// it is bound to. Like a WHOIS or a delegation, it is public.
+type Binding struct {
+	Name   string `json:"name"`
+	Domain string `json:"domain"`
+	IMVU   string `json:"imvu"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -207,4 +208,10 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 		p.fn(p.done, p.total)
 	}
 	return n, err
+}
+
+// Lookup asks the registry which IMVU holds name.
+func (c *Client) Lookup(ctx context.Context, name string) (Binding, error) {
+	var b Binding
+	return b, c.do(ctx, http.MethodGet, PathRegistry+"?name="+url.QueryEscape(name), nil, &b)
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nexus-core/nexus/action"
@@ -74,6 +75,7 @@ func NewServer(cfg ServerConfig) *Server {
 		w.Write(cfg.Ledger.Checkpoint().Note)
 	})
 	s.mux.HandleFunc("GET "+PathConsistency, s.consistency)
+	s.mux.HandleFunc("GET "+PathRegistry, s.registry)
 	if cfg.Export != nil {
 		s.mux.HandleFunc("POST "+PathExport, s.export)
 	}
@@ -278,4 +280,33 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	io.Copy(w, tmp)
+}
+
+// registry answers which IMVU holds a name: the closest bound domain at or above it.
+func (s *Server) registry(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimSuffix(strings.ToLower(r.URL.Query().Get("name")), ".")
+	if name == "" || len(name) > 253 {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("name=%q: want a domain name", r.URL.Query().Get("name")))
+		return
+	}
+	var b Binding
+	s.cfg.Engine.View(func(st *handshake.State) error {
+		for d := name; d != ""; {
+			if id, ok := st.BoundTo("domain:" + d); ok {
+				b = Binding{Name: name, Domain: d, IMVU: id}
+				return nil
+			}
+			i := strings.IndexByte(d, '.')
+			if i < 0 {
+				break
+			}
+			d = d[i+1:]
+		}
+		return nil
+	})
+	if b.IMVU == "" {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("%s is not under any bound domain", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
 }

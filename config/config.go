@@ -20,6 +20,7 @@ import (
 // Config is the content of nexus.toml.
 type Config struct {
 	API      API       `toml:"api"`
+	DNS      DNS       `toml:"dns"`
 	Platform Platform  `toml:"platform"`
 	Defaults Defaults  `toml:"defaults"`
 	Capacity Resources `toml:"capacity"`
@@ -32,6 +33,24 @@ type Resources = handshake.Resources
 type API struct {
 	Listen string `toml:"listen"` // TCP address on loopback, "" to serve only the socket
 	Socket string `toml:"socket"` // unix socket path, relative to the data dir
+}
+
+// DNS configures the authoritative server and the secondaries it notifies.
+type DNS struct {
+	Listen      string      `toml:"listen"`      // UDP and TCP, e.g. "127.0.0.1:53"; "" turns DNS off
+	Nameservers []string    `toml:"nameservers"` // NS names of every zone
+	Hostmaster  string      `toml:"hostmaster"`  // SOA RNAME
+	DNSSEC      bool        `toml:"dnssec"`      // sign every zone online (ECDSA P-256 keys under each IMVU's folder)
+	MeterEvery  Duration    `toml:"meter_every"` // how often answered queries become usage events
+	Secondaries []Secondary `toml:"secondary"`
+}
+
+// Secondary is a DNS server fed by AXFR after NOTIFY, authenticated by TSIG.
+type Secondary struct {
+	Addr          string `toml:"addr"`
+	TSIGName      string `toml:"tsig_name"`
+	TSIGSecret    string `toml:"tsig_secret"`
+	TSIGAlgorithm string `toml:"tsig_algorithm"`
 }
 
 // Platform holds the constants written into the genesis entry.
@@ -80,6 +99,8 @@ func Default() Config {
 	}
 	return Config{
 		API: API{Listen: "127.0.0.1:7080", Socket: "nexus.sock"},
+		DNS: DNS{Listen: "127.0.0.1:5353", Nameservers: []string{"ns1.nexus.world."}, Hostmaster: "hostmaster.nexus.world.",
+			DNSSEC: true, MeterEvery: Duration{10 * time.Second}},
 		Platform: Platform{
 			Origin: "nexus.local/ledger", TLDs: []string{"world"}, Skew: Duration{5 * time.Minute}, Period: "month",
 			Powers:   []string{"mail.rate-cap-on-abuse", "compute.oom-kill-in-envelope", "net.rate-limit-in-envelope"},
@@ -121,6 +142,17 @@ func (c Config) Check() error {
 	}
 	if c.API.Listen == "" && c.API.Socket == "" {
 		return errors.New("api: set listen, socket or both")
+	}
+	if c.DNS.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.DNS.Listen); err != nil {
+			return fmt.Errorf("dns.listen %q: %w", c.DNS.Listen, err)
+		}
+		if len(c.DNS.Nameservers) == 0 {
+			return errors.New("dns.nameservers: name at least one")
+		}
+		if c.DNS.MeterEvery.Duration < time.Second {
+			return errors.New("dns.meter_every must be at least 1s")
+		}
 	}
 	if c.Platform.Skew.Duration <= 0 {
 		return errors.New("platform.skew must be positive")

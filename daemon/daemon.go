@@ -65,6 +65,10 @@ func Init(ctx context.Context, root string, opts InitOptions) error {
 			return err
 		}
 		cfg.API.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+		if port, err = freePort(); err != nil {
+			return err
+		}
+		cfg.DNS.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	if opts.Period != "" {
 		cfg.Platform.Period = opts.Period
