@@ -7,16 +7,12 @@ import (
 	"github.com/nexus-core/nexus/handshake"
 )
 
-// TestAnonymousHandshakeFlood: "Junk that fails G01 (no valid identity at all)
-// is counted and summarised in periodic entries instead, so an anonymous flood
-// cannot fill the ledger" (the spec, "Actions and the chokepoint"). Anyone can
-// make a fresh key, and a key that holds no identity may still submit
-// imvu.create (handshake/engine.go, Submit: the junk check is skipped for
-// SelfIssued kinds). A handshake a gate refuses leaves such a key without any
-// identity, yet every refusal is appended as its own denial entry, readable by
-// nobody but the admin as a header. So a flood of bad handshakes from throwaway
-// keys grows the ledger by one entry per request (and the nonce table by one
-// map per key), which is exactly what the junk summary exists to prevent.
+// TestAnonymousHandshakeFlood: junk that carries no valid identity is counted
+// and summarised, so an anonymous flood cannot fill the ledger. Anyone can make
+// a fresh key and submit imvu.create, the one kind a key without an identity may
+// send; a handshake a gate refuses from such a key is counted in the junk
+// summary by its gate (Denial.Summarised) instead of getting an entry of its
+// own, and leaves no nonce memory behind.
 func TestAnonymousHandshakeFlood(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, "")

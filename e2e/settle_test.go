@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/hex"
 	"encoding/json"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -187,7 +188,7 @@ func TestSettlementAndExit(t *testing.T) {
 				if exiting.Events != 2 || exiting.Gross == 0 {
 					t.Fatalf("imvu044's statement for %s: %+v", p, exiting)
 				}
-				return n.cliAttempt(t, "imvu044", "imvu", "exit", "imvu044", "--key", n.keyFile("imvu044"))
+				return n.cliAttempt(t, "imvu044", "imvu", "exit", "imvu044", "--out", filepath.Join(t.TempDir(), "imvu044.tar"), "--key", n.keyFile("imvu044"))
 			},
 			check: func(t *testing.T, _ attempt) {
 				if s := n.imvu(t, "imvu044").Status; s != handshake.StatusExiting {

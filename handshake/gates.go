@@ -55,7 +55,7 @@ func Gates() []Gate {
 		{"G14", "Route integrity", "routes change only by the IMVU's signature; a path between two IMVUs needs both", gateRoutes},
 		{"G15", "Write-ahead audit", "the ledger is healthy, so the action is durable before any effect", gateAudit},
 		{"G16", "Exportability", "the resource kind the action touches has an exporter and an importer", gateExport},
-		{"G17", "Exit freedom", "once an IMVU is exiting, nothing but the owner's export and acknowledgement proceeds", gateExit},
+		{"G17", "Exit freedom", "once an IMVU is exiting, the platform may only export it; the IMVU itself keeps acting and alone acknowledges", gateExit},
 	}
 }
 

@@ -34,7 +34,6 @@ const (
 	ContextAction   Context = "nexus/action/v1"
 	ContextQuery    Context = "nexus/query/v1"
 	ContextProof    Context = "nexus/proof/v1"
-	ContextAck      Context = "nexus/ack/v1"
 	// ContextCountersign is the platform's countersignature of a handshake.
 	ContextCountersign Context = "nexus/countersign/v1"
 	// ContextBundle signs an exit bundle's manifest.

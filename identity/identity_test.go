@@ -70,7 +70,7 @@ func TestSignVerifyContexts(t *testing.T) {
 	msg := []byte("set dns for imvu-7")
 	contexts := []identity.Context{
 		identity.ContextIdentity, identity.ContextAction, identity.ContextQuery,
-		identity.ContextProof, identity.ContextAck,
+		identity.ContextProof, identity.ContextCountersign, identity.ContextBundle, identity.ContextTransfer,
 	}
 	seen := map[identity.Context]bool{}
 	for _, c := range contexts {

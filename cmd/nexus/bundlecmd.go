@@ -41,7 +41,7 @@ func cmdBundle(e *env) *cobra.Command {
 			})
 		},
 	}
-	verify.Flags().StringVar(&vkey, "vkey", "", "the checkpoint verifier key you pinned at creation (from `nexus imvu create` or the offer)")
+	verify.Flags().StringVar(&vkey, "vkey", "", "the checkpoint verifier key you pinned at creation (the offer's verifier_key, or the platform's DATA/platform/ledger.vkey)")
 	c.AddCommand(verify)
 	return c
 }
@@ -77,7 +77,7 @@ func fileSHA256(path string) (string, error) {
 func cmdImport(e *env) *cobra.Command {
 	var vkey string
 	c := &cobra.Command{
-		Use:   "import bundle.tar --data DIR --key OWNER_KEY",
+		Use:   "import bundle.tar --key OWNER_KEY (against this node: --data DIR or --api)",
 		Short: "Restore an IMVU from its exit bundle on this node: a new handshake, then its members, domains and zones",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

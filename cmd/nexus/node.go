@@ -92,6 +92,11 @@ func cmdStatus(e *env) *cobra.Command {
 				}
 				fmt.Fprintf(tw, "ledger\t%d entries, root %s\n", s.Ledger.Size, s.Ledger.Root)
 				fmt.Fprintf(tw, "imvus\t%d\n", s.IMVUs)
+				health := "accepting actions"
+				if !s.Healthy {
+					health = "REFUSING actions: a ledger append or an applier failed; restart to replay"
+				}
+				fmt.Fprintf(tw, "engine\t%s\n", health)
 				tw.Flush()
 			})
 		},
