@@ -67,6 +67,8 @@ type Status struct {
 type Offer struct {
 	Platform    identity.PublicKey  `json:"platform"`     // the platform key: it countersigns handshakes
 	VerifierKey string              `json:"verifier_key"` // checkpoint verifier key: keep it to check receipts offline
+	Nameservers []string            `json:"nameservers"`  // NS of every zone
+	Hostmaster  string              `json:"hostmaster"`
 	Envelope    handshake.Resources `json:"envelope"`
 	Sheet       revenue.PriceSheet  `json:"price_sheet"`
 	Powers      []string            `json:"powers"`

@@ -53,6 +53,10 @@ func Verify(ctx context.Context, b *Bundle, opts Options) (*Report, error) {
 	}
 	sigHex := strings.TrimSpace(string(b.Files[SignatureFile]))
 	sig, err := hex.DecodeString(sigHex)
+	// One spelling only: lower-case hex, so no byte of the bundle is slack.
+	if err == nil && hex.EncodeToString(sig)+"\n" != string(b.Files[SignatureFile]) {
+		err = errors.New("not lower-case hex on one line")
+	}
 	if err != nil || !identity.Verify(m.Platform, identity.ContextBundle, b.Files[ManifestFile], sig) {
 		return nil, errors.New("bundle: the manifest signature does not verify with the platform key it names")
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
 	"github.com/nexus-core/nexus/ledger"
+	"github.com/nexus-core/nexus/registry"
 )
 
 // Version is the node's version string.
@@ -125,7 +126,7 @@ func Init(ctx context.Context, root string, opts InitOptions) error {
 		Platform: identity.PublicOf(ledgerKey), Root: identity.PublicOf(rootKey), Identities: ids,
 		Capacity: cfg.Capacity, PlatformEnv: cfg.Platform.Envelope, Skew: handshake.Duration(cfg.Platform.Skew.Duration),
 		PeriodLength: handshake.Duration(cal.Length), GateSet: handshake.GateSet, Powers: cfg.Platform.Powers,
-		TLDs: cfg.Platform.TLDs,
+		TLDs: cfg.Platform.TLDs, Nameservers: cfg.DNS.Nameservers, Hostmaster: cfg.DNS.Hostmaster,
 	}
 	lg, err := openLedger(ctx, dir, cfg, ledgerKey, nil, nil)
 	if err != nil {
@@ -169,6 +170,7 @@ type Node struct {
 	Ledger *ledger.Log
 
 	logger    *slog.Logger
+	dns       *dnsService
 	servers   []*http.Server
 	listeners []api.Listener
 	cancel    context.CancelFunc
@@ -203,20 +205,32 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 		lg.Close()
 		return nil, err
 	}
+	if err := registry.Register(eng); err != nil {
+		lg.Close()
+		return nil, err
+	}
 	n := &Node{Dir: dir, Config: cfg, Engine: eng, Ledger: lg, logger: logger}
 	eng.Watch(n.purgeExited)
+	bg, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if err := n.startDNS(bg, reg); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if err := eng.Replay(ctx); err != nil {
-		lg.Close()
+		n.Close()
 		return nil, fmt.Errorf("replay ledger: %w", err)
 	}
 	if err := n.listen(reg); err != nil {
 		n.Close()
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
 	n.wg.Add(1)
 	go n.flushJunk(bg)
+	if n.dns != nil {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.dns.meter(bg) }()
+	}
 	logger.Info("serving", "data", dir.Root(), "listeners", n.listeners, "ledger_size", lg.Size())
 	return n, nil
 }
@@ -225,7 +239,8 @@ func (n *Node) listen(reg *prometheus.Registry) error {
 	cal, _ := n.Config.Calendar()
 	offer := api.Offer{Platform: identity.PublicOf(mustKey(n.Dir.LedgerKey())), Envelope: n.Config.Defaults.Envelope,
 		Sheet: n.Config.Sheet(), Powers: n.Config.Platform.Powers, TLDs: n.Config.Platform.TLDs,
-		Period: cal.Of(time.Now()).String(), GateSet: handshake.GateSet}
+		Period: cal.Of(time.Now()).String(), GateSet: handshake.GateSet,
+		Nameservers: n.Config.DNS.Nameservers, Hostmaster: n.Config.DNS.Hostmaster}
 	if vkey, err := os.ReadFile(n.Dir.VerifierKey()); err == nil {
 		offer.VerifierKey = strings.TrimSpace(string(vkey))
 	}
@@ -341,6 +356,9 @@ func (n *Node) Close() error {
 		s.Shutdown(ctx)
 	}
 	n.wg.Wait()
+	if n.dns != nil {
+		n.dns.srv.Close()
+	}
 	err := n.Engine.FlushJunk(ctx)
 	return errors.Join(err, n.Ledger.Close())
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nexus-core/nexus/action"
 	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/config"
 	"github.com/nexus-core/nexus/datadir"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
@@ -155,16 +156,19 @@ func newNode(t testing.TB, period string) *node {
 // the unix socket, and parallel daemons must not race for loopback ports.
 func (n *node) socketOnly(t testing.TB) {
 	t.Helper()
-	path := filepath.Join(n.dir, "nexus.toml")
-	b, err := os.ReadFile(path)
+	cfg, err := config.Load(filepath.Join(n.dir, "nexus.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile(`(?m)^(\s*listen\s*=\s*)"127\.0\.0\.1:\d+"`)
-	if !re.Match(b) {
-		t.Fatalf("nexus.toml has no loopback listen line to drop:\n%s", b)
+	if cfg.API.Listen == "" {
+		t.Fatal("nexus.toml has no loopback API listener to drop")
 	}
-	if err := os.WriteFile(path, re.ReplaceAll(b, []byte(`$1""`)), 0o644); err != nil {
+	cfg.API.Listen = ""
+	b, err := cfg.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.dir, "nexus.toml"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

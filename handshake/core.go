@@ -98,7 +98,7 @@ type stateResource struct{ file string }
 
 // Export writes the IMVU's engine state: handshake terms, envelope, members,
 // counters and settlements.
-func (r stateResource) Export(_ context.Context, m *IMVU, dir string) error {
+func (r stateResource) Export(_ context.Context, _ *State, m *IMVU, dir string) error {
 	_, b, err := m.Hash()
 	if err != nil {
 		return err
@@ -107,7 +107,7 @@ func (r stateResource) Export(_ context.Context, m *IMVU, dir string) error {
 }
 
 // Import checks the exported state names the IMVU it is restored into.
-func (r stateResource) Import(_ context.Context, m *IMVU, dir string) error {
+func (r stateResource) Import(_ context.Context, _ *State, m *IMVU, dir string) error {
 	b, err := os.ReadFile(filepath.Join(dir, r.file))
 	if err != nil {
 		return fmt.Errorf("import %s: %w", r.file, err)

@@ -270,13 +270,20 @@ func (e *Engine) commit(ctx context.Context, req *Request) (*Result, error) {
 
 // apply runs the kind's applier inside a Tx, then writes the scope's state file.
 func (e *Engine) apply(req *Request, at time.Time) (string, error) {
-	tx := &Tx{engine: e, req: req, at: at, live: true}
+	tx := &Tx{engine: e, req: req, at: at, live: true, handed: new([]string)}
 	err := req.Kind.Apply(tx)
 	tx.live = false
 	if err != nil {
 		return "", err
 	}
 	e.state.useNonce(req.Action.Actor, req.Action.Nonce, req.Action.IssuedAt, req.Now)
+	// An IMVU reached through a co-signed crossing (Tx.Hand) changed too.
+	for _, other := range *tx.handed {
+		if _, err := e.persist(other); err != nil {
+			return "", err
+		}
+		e.notify(other)
+	}
 	return e.persist(req.Action.Scope)
 }
 

@@ -41,7 +41,7 @@ func (e *Engine) export(ctx context.Context, id, dir string) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := e.resources[n].Exporter.Export(ctx, m, dir); err != nil {
+		if err := e.resources[n].Exporter.Export(ctx, e.state, m, dir); err != nil {
 			return fmt.Errorf("export %s of %s: %w", n, id, err)
 		}
 	}

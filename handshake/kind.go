@@ -41,12 +41,12 @@ type Kind struct {
 
 // Exporter writes one resource kind of an IMVU into an exit bundle folder.
 type Exporter interface {
-	Export(ctx context.Context, m *IMVU, dir string) error
+	Export(ctx context.Context, st *State, m *IMVU, dir string) error
 }
 
 // Importer restores one resource kind of an IMVU from an exit bundle folder.
 type Importer interface {
-	Import(ctx context.Context, m *IMVU, dir string) error
+	Import(ctx context.Context, st *State, m *IMVU, dir string) error
 }
 
 // Resource is a kind of data an IMVU owns. It cannot exist without a way out and a
@@ -109,7 +109,8 @@ type Tx struct {
 	req    *Request
 	at     time.Time
 	live   bool
-	scope  string // set on a Tx handed to another IMVU; "" means the action's scope
+	scope  string    // set on a Tx handed to another IMVU; "" means the action's scope
+	handed *[]string // scopes reached through Hand, shared with the Tx it came from
 }
 
 func (tx *Tx) target() string {
@@ -133,7 +134,11 @@ func (tx *Tx) Hand(imvu string, fn func(*Tx) error) error {
 	if !named {
 		return fmt.Errorf("the action does not name %s for crossing", imvu)
 	}
-	other := &Tx{engine: tx.engine, req: tx.req, at: tx.at, live: true, scope: imvu}
+	if tx.handed == nil {
+		tx.handed = new([]string)
+	}
+	*tx.handed = append(*tx.handed, imvu)
+	other := &Tx{engine: tx.engine, req: tx.req, at: tx.at, live: true, scope: imvu, handed: tx.handed}
 	defer func() { other.live = false }()
 	return fn(other)
 }

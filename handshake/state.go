@@ -23,8 +23,10 @@ type Genesis struct {
 	Skew         Duration            `json:"skew"`          // G02 window
 	PeriodLength Duration            `json:"period_length"` // 0 = calendar months
 	GateSet      int                 `json:"gate_set"`
-	Powers       []string            `json:"powers"` // platform powers an IMVU may pre-consent to
-	TLDs         []string            `json:"tlds"`   // platform TLDs: imvu create binds <id>.<first TLD>
+	Powers       []string            `json:"powers"`                // platform powers an IMVU may pre-consent to
+	TLDs         []string            `json:"tlds"`                  // platform TLDs: imvu create binds <id>.<first TLD>
+	Nameservers  []string            `json:"nameservers,omitempty"` // NS of every zone the platform serves
+	Hostmaster   string              `json:"hostmaster,omitempty"`  // SOA contact of those zones
 }
 
 // Duration is a time.Duration that reads and writes as text ("5m").

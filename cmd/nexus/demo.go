@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	mdns "github.com/miekg/dns"
 	"github.com/spf13/cobra"
 
 	"github.com/nexus-core/nexus/action"
@@ -22,6 +23,7 @@ import (
 	"github.com/nexus-core/nexus/datadir"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/registry"
 	"github.com/nexus-core/nexus/revenue"
 )
 
@@ -49,7 +51,10 @@ type demo struct {
 }
 
 func (d *demo) step(format string, args ...any) { fmt.Fprintf(d.w, "\n== "+format+"\n", args...) }
-func (d *demo) say(format string, args ...any)  { fmt.Fprintf(d.w, "   "+format+"\n", args...) }
+func (d *demo) say(format string, args ...any) {
+	s := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	fmt.Fprintf(d.w, "   %s\n", strings.ReplaceAll(s, "\n", "\n   "))
+}
 
 func runDemo(ctx context.Context, w io.Writer, keep bool) error {
 	root, err := os.MkdirTemp("", "nexus-demo-")
@@ -88,7 +93,7 @@ func runDemo(ctx context.Context, w io.Writer, keep bool) error {
 		srv.Wait()
 	}()
 	lines := bufio.NewScanner(stdout)
-	for i := 0; i < 2 && lines.Scan(); i++ {
+	for lines.Scan() && lines.Text() != "ready" {
 		d.say("%s", lines.Text())
 	}
 	go io.Copy(io.Discard, stdout)
@@ -107,6 +112,9 @@ func runDemo(ctx context.Context, w io.Writer, keep bool) error {
 	if err := d.create(ctx, root); err != nil {
 		return err
 	}
+	if err := d.dns(ctx, st); err != nil {
+		return err
+	}
 	if err := d.hostile(ctx); err != nil {
 		return err
 	}
@@ -119,6 +127,9 @@ func runDemo(ctx context.Context, w io.Writer, keep bool) error {
 	d.say("%s", strings.TrimSpace(string(out)))
 	if err != nil {
 		return fmt.Errorf("ledger verify: %w", err)
+	}
+	if err := d.exit(ctx, self, root); err != nil {
+		return err
 	}
 	d.step("done")
 	if keep {
@@ -299,4 +310,76 @@ func (d *demo) revenue(ctx context.Context) error {
 	}
 	res, err = d.submit(ctx, d.admin, handshake.KindSettle, "imvu042", fair)
 	return d.expectDenied("admin settles the same period twice", res, err)
+}
+
+// dns shows the IMVU's domain served from the ledger: a record set through the
+// engine answered by the daemon's authoritative server, signed.
+func (d *demo) dns(ctx context.Context, st api.Status) error {
+	var addr string
+	for _, l := range st.Listeners {
+		if l.Name == "dns" && l.Network == "udp" {
+			addr = l.Address
+		}
+	}
+	if addr == "" {
+		return errors.New("the daemon serves no DNS")
+	}
+	d.step("nexus dns set imvu042.world stage A 10.0.0.5 --key creator.key")
+	res, err := d.submit(ctx, d.owner, registry.KindSet, "imvu042", registry.SetParams{Zone: "imvu042.world", Name: "stage", Type: "A", Data: []string{"10.0.0.5"}})
+	if err != nil {
+		return err
+	}
+	d.say("ledger index %d; the zone is re-served from the derived state", res.Index)
+	d.step("dig @%s +dnssec stage.imvu042.world A", addr)
+	m := new(mdns.Msg)
+	m.SetQuestion("stage.imvu042.world.", mdns.TypeA)
+	m.SetEdns0(1232, true)
+	r, err := mdns.ExchangeContext(ctx, m, addr)
+	if err != nil {
+		return fmt.Errorf("query the authoritative server: %w", err)
+	}
+	for _, rr := range r.Answer {
+		d.say("%s", rr.String())
+	}
+	if len(r.Answer) == 0 {
+		return fmt.Errorf("stage.imvu042.world: %s, no answer", mdns.RcodeToString[r.Rcode])
+	}
+	res, err = d.submit(ctx, d.admin, registry.KindSet, "imvu042", registry.SetParams{Zone: "imvu042.world", Name: "stage", Type: "A", Data: []string{"6.6.6.6"}})
+	return d.expectDenied("admin repoints stage.imvu042.world", res, err)
+}
+
+// exit shows the one-command exit: the bundle, its offline check, the
+// acknowledgement.
+func (d *demo) exit(ctx context.Context, self, root string) error {
+	keyFile := filepath.Join(root, "creator.key")
+	bundleFile := filepath.Join(root, "imvu042.tar")
+	d.step("nexus imvu exit imvu042 --out imvu042.tar --key creator.key")
+	out, err := exec.CommandContext(ctx, self, "imvu", "exit", "imvu042", "--out", bundleFile, "--key", keyFile, "--data", root).CombinedOutput()
+	d.say("%s", strings.TrimSpace(string(out)))
+	if err != nil {
+		return fmt.Errorf("exit: %w", err)
+	}
+	var sum api.Summary
+	if err := d.client.Query(ctx, d.owner, api.QueryIMVU, "imvu042", nil, &sum); err != nil {
+		return err
+	}
+	env := sum.Envelope
+	env.CPUMilli += 100
+	res, err := d.submit(ctx, d.admin, handshake.KindResize, "imvu042", handshake.EnvelopeParams{Envelope: env}, d.owner)
+	if err := d.expectDenied("admin grows the exiting IMVU, even cosigned", res, err); err != nil {
+		return err
+	}
+	d.step("nexus bundle verify imvu042.tar (offline: proofs, signatures, replay)")
+	out, err = exec.CommandContext(ctx, self, "bundle", "verify", bundleFile).CombinedOutput()
+	d.say("%s", strings.TrimSpace(string(out)))
+	if err != nil {
+		return fmt.Errorf("bundle verify: %w", err)
+	}
+	d.step("nexus imvu ack-exit imvu042 --bundle imvu042.tar --key creator.key")
+	out, err = exec.CommandContext(ctx, self, "imvu", "ack-exit", "imvu042", "--bundle", bundleFile, "--key", keyFile, "--data", root).CombinedOutput()
+	d.say("%s", strings.TrimSpace(string(out)))
+	if err != nil {
+		return fmt.Errorf("ack-exit: %w", err)
+	}
+	return nil
 }

@@ -61,6 +61,7 @@ func cmdServe(e *env) *cobra.Command {
 			for _, l := range n.Status().Listeners {
 				fmt.Fprintf(e.out, "listening %s %s %s\n", l.Name, l.Network, l.Address)
 			}
+			fmt.Fprintln(e.out, "ready")
 			<-ctxOf(cmd).Done()
 			logger.Info("shutting down")
 			return n.Close()

@@ -1,18 +1,53 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+
 	"github.com/nexus-core/nexus/bundle"
+	"github.com/nexus-core/nexus/dns"
 	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/registry"
 )
 
 // serviceKinds lists the registrations of the services beyond the core, for
 // offline replay; the daemon registers the same.
 func serviceKinds() []func(*handshake.Engine) error {
-	return nil
+	return []func(*handshake.Engine) error{registry.Register}
 }
 
 // serviceImportSteps lists the actions that restore the services' data from a
-// bundle.
+// bundle: the IMVU's other domains, then every zone's records.
 func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) func() error) ([]step, error) {
-	return nil, nil
+	var steps []step
+	home := b.Manifest.IMVU + "." + firstTLD(b)
+	var zones []string
+	for name := range b.Files {
+		if z, ok := strings.CutPrefix(name, "zones/"); ok && strings.HasSuffix(z, ".zone") {
+			zones = append(zones, strings.TrimSuffix(z, ".zone"))
+		}
+	}
+	sort.Strings(zones)
+	for _, z := range zones {
+		if z != home {
+			steps = append(steps, step{"bind " + z, send(registry.KindBind, registry.BindParams{Name: z})})
+		}
+		recs, err := dns.ParseZoneFile(z, bytes.NewReader(b.Files["zones/"+z+".zone"]))
+		if err != nil {
+			return nil, fmt.Errorf("zone %s: %w", z, err)
+		}
+		if len(recs) > 0 {
+			steps = append(steps, step{"zone " + z, send(registry.KindImport, registry.ImportParams{Zone: z, Records: recs})})
+		}
+	}
+	return steps, nil
+}
+
+func firstTLD(b *bundle.Bundle) string {
+	if len(b.Genesis.TLDs) == 0 {
+		return ""
+	}
+	return b.Genesis.TLDs[0]
 }

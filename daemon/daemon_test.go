@@ -1,0 +1,106 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/nexus-core/nexus/action"
+	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/config"
+	"github.com/nexus-core/nexus/daemon"
+	"github.com/nexus-core/nexus/datadir"
+	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/identity"
+)
+
+// TestDNSQueriesAreMetered: answered queries become dns-meter-signed
+// cumulative usage events in the ledger, and the counter keeps rising across a
+// restart (no counter ever goes down, which G10 would refuse).
+func TestDNSQueriesAreMetered(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := datadir.Open(root)
+	cfg, err := config.Load(dir.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DNS.MeterEvery = config.Duration{Duration: time.Second}
+	b, _ := cfg.Encode()
+	if err := os.WriteFile(dir.Config(), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	owner, _ := identity.Generate()
+	n := start(t, root)
+	c, _ := api.Dial("unix:" + n.Dir.Socket())
+	offer, _ := c.Offer(ctx)
+	h := offer.Sheet.Hash()
+	a, _ := action.New(handshake.KindCreate, "imvu042", identity.PublicOf(owner), handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner),
+		Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	s, _ := action.Seal(a, owner)
+	if _, err := c.Submit(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	ask(t, n, 7)
+	waitCounter(t, c, owner, 7)
+	n.Close()
+
+	n = start(t, root)
+	c, _ = api.Dial("unix:" + n.Dir.Socket())
+	ask(t, n, 5)
+	waitCounter(t, c, owner, 12)
+}
+
+func start(t *testing.T, root string) *daemon.Node {
+	t.Helper()
+	n, err := daemon.Start(context.Background(), root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func ask(t *testing.T, n *daemon.Node, times int) {
+	t.Helper()
+	var addr string
+	for _, l := range n.Status().Listeners {
+		if l.Name == "dns" && l.Network == "udp" {
+			addr = l.Address
+		}
+	}
+	for i := 0; i < times; i++ {
+		m := new(mdns.Msg)
+		m.SetQuestion("imvu042.world.", mdns.TypeSOA)
+		r, err := mdns.Exchange(m, addr)
+		if err != nil || r.Rcode != mdns.RcodeSuccess {
+			t.Fatalf("query %d: %v %v", i, r, err)
+		}
+	}
+}
+
+func waitCounter(t *testing.T, c *api.Client, owner []byte, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var m handshake.IMVU
+		if err := c.Query(context.Background(), owner, api.QueryIMVU, "imvu042", nil, &m); err != nil {
+			t.Fatal(err)
+		}
+		got := m.Counters["dns_queries/dns"].Value
+		if got == want {
+			return
+		}
+		if got > want || time.Now().After(deadline) {
+			t.Fatalf("dns_queries counter %d, want %d", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
