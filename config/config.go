@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 type Config struct {
 	API      API       `toml:"api"`
 	DNS      DNS       `toml:"dns"`
+	Resolver Resolver  `toml:"resolver"`
 	Platform Platform  `toml:"platform"`
 	Defaults Defaults  `toml:"defaults"`
 	Capacity Resources `toml:"capacity"`
@@ -51,6 +53,18 @@ type Secondary struct {
 	TSIGName      string `toml:"tsig_name"`
 	TSIGSecret    string `toml:"tsig_secret"`
 	TSIGAlgorithm string `toml:"tsig_algorithm"`
+}
+
+// Resolver configures the recursive resolver IMVU workloads use.
+type Resolver struct {
+	Listen       string   `toml:"listen"`        // UDP and TCP; "" turns it off
+	RootHints    []string `toml:"root_hints"`    // "ip:port" of root servers; empty: the IANA roots
+	Forwarders   []string `toml:"forwarders"`    // forward instead of recursing
+	TrustAnchors []string `toml:"trust_anchors"` // DS or DNSKEY text; validation on when set
+	// Clients maps source prefixes to the IMVU they belong to. Queries from
+	// anywhere else are refused: the resolver is never open. (Per-IMVU
+	// networks will attribute their own prefixes.)
+	Clients map[string]string `toml:"clients"`
 }
 
 // Platform holds the constants written into the genesis entry.
@@ -152,6 +166,16 @@ func (c Config) Check() error {
 		}
 		if c.DNS.MeterEvery.Duration < time.Second {
 			return errors.New("dns.meter_every must be at least 1s")
+		}
+	}
+	if c.Resolver.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Resolver.Listen); err != nil {
+			return fmt.Errorf("resolver.listen %q: %w", c.Resolver.Listen, err)
+		}
+		for p := range c.Resolver.Clients {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				return fmt.Errorf("resolver.clients %q: %w", p, err)
+			}
 		}
 	}
 	if c.Platform.Skew.Duration <= 0 {

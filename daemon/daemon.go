@@ -29,6 +29,7 @@ import (
 	"github.com/nexus-core/nexus/identity"
 	"github.com/nexus-core/nexus/ledger"
 	"github.com/nexus-core/nexus/registry"
+	"github.com/nexus-core/nexus/resolver"
 )
 
 // Version is the node's version string.
@@ -171,6 +172,7 @@ type Node struct {
 
 	logger    *slog.Logger
 	dns       *dnsService
+	resolver  *resolver.Resolver
 	servers   []*http.Server
 	listeners []api.Listener
 	cancel    context.CancelFunc
@@ -214,6 +216,10 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	if err := n.startDNS(bg, reg); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.startResolver(bg, reg); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -356,6 +362,9 @@ func (n *Node) Close() error {
 		s.Shutdown(ctx)
 	}
 	n.wg.Wait()
+	if n.resolver != nil {
+		n.resolver.Close()
+	}
 	if n.dns != nil {
 		n.dns.srv.Close()
 	}

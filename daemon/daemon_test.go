@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/hex"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -100,6 +101,71 @@ func waitCounter(t *testing.T, c *api.Client, owner []byte, want uint64) {
 		}
 		if got > want || time.Now().After(deadline) {
 			t.Fatalf("dns_queries counter %d, want %d", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestResolverServesWorkloads: the resolver answers an attributed workload's
+// lookups of platform zones from the local authority, refuses sources it cannot
+// attribute, and its lookups are metered per IMVU.
+func TestResolverServesWorkloads(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := datadir.Open(root)
+	cfg, _ := config.Load(dir.Config())
+	cfg.DNS.MeterEvery = config.Duration{Duration: time.Second}
+	cfg.Resolver.Listen = "127.0.0.1:0"
+	cfg.Resolver.RootHints = []string{"127.0.0.1:9"} // nothing answers: no test traffic leaves the host
+	cfg.Resolver.Clients = map[string]string{"127.0.0.1/32": "imvu042"}
+	b, _ := cfg.Encode()
+	os.WriteFile(dir.Config(), b, 0o644)
+	n := start(t, root)
+	c, _ := api.Dial("unix:" + n.Dir.Socket())
+	owner, _ := identity.Generate()
+	offer, _ := c.Offer(ctx)
+	h := offer.Sheet.Hash()
+	a, _ := action.New(handshake.KindCreate, "imvu042", identity.PublicOf(owner), handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner),
+		Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	s, _ := action.Seal(a, owner)
+	if _, err := c.Submit(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	var addr string
+	for _, l := range n.Status().Listeners {
+		if l.Name == "resolver" && l.Network == "udp" {
+			addr = l.Address
+		}
+	}
+	if addr == "" {
+		t.Fatal("no resolver listener")
+	}
+	m := new(mdns.Msg)
+	m.SetQuestion("imvu042.world.", mdns.TypeSOA)
+	r, err := mdns.Exchange(m, addr)
+	if err != nil || r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("resolver answer for a platform zone: %v %v", r, err)
+	}
+	// From a source no IMVU owns: refused.
+	cl := &mdns.Client{Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP("127.0.0.2")}}}
+	r, _, err = cl.Exchange(m, addr)
+	if err != nil || r.Rcode != mdns.RcodeRefused {
+		t.Fatalf("unattributed source: %v %v, want REFUSED", r, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st handshake.IMVU
+		if err := c.Query(ctx, owner, api.QueryIMVU, "imvu042", nil, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Counters["dns_lookups/dns"].Value == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dns_lookups counter %+v, want 1", st.Counters)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

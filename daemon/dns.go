@@ -35,7 +35,7 @@ type dnsService struct {
 	mu     sync.Mutex
 	served map[string][]string // IMVU -> origins it serves now
 	holder map[string]string   // origin -> the IMVU whose zone is served
-	base   map[string]uint64   // IMVU -> ledgered counter when this process first metered it
+	base   map[string]uint64   // "imvu/resource" -> ledgered counter when this process first metered it
 }
 
 func (n *Node) startDNS(ctx context.Context, reg prometheus.Registerer) error {
@@ -145,7 +145,8 @@ func zoneKey(dir datadir.Dir, imvu, origin string) (*ecdsa.PrivateKey, error) {
 	return k, nil
 }
 
-// meter turns the queries answered per IMVU into signed cumulative usage
+// meter turns the queries answered per IMVU (by the authoritative server, and
+// by the resolver for the IMVU's workloads) into signed cumulative usage
 // events, on an interval, through the engine like any other action.
 func (d *dnsService) meter(ctx context.Context) {
 	key, err := datadir.ReadKey(d.n.Dir.MeterKey("dns"))
@@ -155,42 +156,56 @@ func (d *dnsService) meter(ctx context.Context) {
 	}
 	t := time.NewTicker(d.n.Config.DNS.MeterEvery.Duration)
 	defer t.Stop()
-	last := map[string]uint64{}
+	last := map[string]uint64{} // imvu/resource -> count last ledgered by this process
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		for imvu, count := range d.srv.Counts() {
-			if count == last[imvu] {
-				continue
-			}
-			total, ok := d.total(imvu, count)
-			if !ok {
-				continue
-			}
-			ev := revenue.Usage{IMVU: imvu, Resource: "dns_queries", Meter: "dns", Counter: total, At: time.Now().UTC()}
-			a, err := action.New(handshake.KindUsage, imvu, identity.PublicOf(key), handshake.UsageParams{Events: []revenue.Usage{ev}})
-			if err == nil {
-				var s *action.Signed
-				if s, err = action.Seal(a, key); err == nil {
-					_, err = d.n.Engine.Submit(ctx, s)
+		sources := map[string]map[string]uint64{"dns_queries": d.srv.Counts()}
+		if r := d.n.resolver; r != nil {
+			sources["dns_lookups"] = r.Counts()
+		}
+		for resource, counts := range sources {
+			for imvu, count := range counts {
+				k := imvu + "/" + resource
+				if count == last[k] {
+					continue
 				}
+				total, ok := d.total(imvu, resource, count)
+				if !ok {
+					continue
+				}
+				if err := d.record(ctx, key, imvu, resource, total); err != nil {
+					d.n.logger.Warn("dns usage", "imvu", imvu, "resource", resource, "err", err)
+					continue
+				}
+				last[k] = count
 			}
-			if err != nil {
-				d.n.logger.Warn("dns usage", "imvu", imvu, "err", err)
-				continue
-			}
-			last[imvu] = count
 		}
 	}
 }
 
+func (d *dnsService) record(ctx context.Context, key []byte, imvu, resource string, counter uint64) error {
+	ev := revenue.Usage{IMVU: imvu, Resource: resource, Meter: "dns", Counter: counter, At: time.Now().UTC()}
+	a, err := action.New(handshake.KindUsage, imvu, identity.PublicOf(key), handshake.UsageParams{Events: []revenue.Usage{ev}})
+	if err != nil {
+		return err
+	}
+	s, err := action.Seal(a, key)
+	if err != nil {
+		return err
+	}
+	_, err = d.n.Engine.Submit(ctx, s)
+	return err
+}
+
 // total adds this process's count to the counter the ledger held when the
-// process first metered the IMVU, so counters keep rising across restarts. It
-// reports false for an IMVU the platform may no longer charge (G17).
-func (d *dnsService) total(imvu string, count uint64) (uint64, bool) {
+// process first metered the IMVU's resource, so counters keep rising across
+// restarts. It reports false for an IMVU the platform may no longer charge (G17).
+func (d *dnsService) total(imvu, resource string, count uint64) (uint64, bool) {
+	k := imvu + "/" + resource
 	ok := false
 	d.n.Engine.View(func(st *handshake.State) error {
 		m := st.IMVUs[imvu]
@@ -199,13 +214,13 @@ func (d *dnsService) total(imvu string, count uint64) (uint64, bool) {
 		}
 		ok = true
 		d.mu.Lock()
-		if _, seen := d.base[imvu]; !seen {
-			d.base[imvu] = m.Counters["dns_queries/dns"].Value
+		if _, seen := d.base[k]; !seen {
+			d.base[k] = m.Counters[resource+"/dns"].Value
 		}
 		d.mu.Unlock()
 		return nil
 	})
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.base[imvu] + count, ok
+	return d.base[k] + count, ok
 }

@@ -138,6 +138,7 @@ func DefaultPriceSheet() PriceSheet {
 			"io_bytes":      1,       // 1 credit per 10^9 bytes of disk I/O
 			"net_bytes":     2,       // 2 credits per 10^9 bytes of traffic
 			"dns_queries":   400,     // 0.4 credits per million queries
+			"dns_lookups":   400,     // 0.4 credits per million recursive lookups
 			"mail_messages": 100_000, // 0.1 credits per thousand messages
 			"mail_bytes":    1,       // 1 credit per 10^9 bytes of mail
 		},
