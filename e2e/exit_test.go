@@ -21,6 +21,9 @@ func TestExitAndImport(t *testing.T) {
 	n := newNode(t, "")
 	n.createViaCLI(t, "imvu042")
 	key := n.keyFile("imvu042")
+	n.cliOK(t, "dns", "set", "imvu042.world", "stage", "A", "10.0.0.5", "--key", key)
+	n.cliOK(t, "domain", "bind", "imvu042-shop.world", "--imvu", "imvu042", "--key", key)
+	n.cliOK(t, "dns", "set", "imvu042-shop.world", "@", "TXT", `"hello"`, "--key", key)
 	meter := readKey(t, filepath.Join(n.dir, "platform", "meter-dns.key"))
 	n.must(t, meter, handshake.KindUsage, "imvu042", usage("imvu042", "dns", "dns_queries", 7, time.Now()))
 
@@ -55,7 +58,7 @@ func TestExitAndImport(t *testing.T) {
 	// Offline verification, with the daemon stopped: nothing of the platform runs.
 	n.stop(t)
 	verifyOut := n.cliOK(t, "bundle", "verify", out)
-	if !strings.Contains(verifyOut, "ok: imvu042") || !strings.Contains(verifyOut, "imvu042.world") {
+	if !strings.Contains(verifyOut, "ok: imvu042") || !strings.Contains(verifyOut, "imvu042-shop.world, imvu042.world") {
 		t.Fatalf("bundle verify said:\n%s", verifyOut)
 	}
 	raw, err := os.ReadFile(out)
@@ -94,5 +97,19 @@ func TestExitAndImport(t *testing.T) {
 	n2.mustQuery(t, o42, "imvu.show", "imvu042", nil, &sum)
 	if sum.Owner != identity.PublicOf(o42).String() || sum.Status != handshake.StatusActive || sum.Envelope != n.envelope(t, "imvu042") {
 		t.Fatalf("imported IMVU %+v", sum)
+	}
+	// It serves the same zones there.
+	dig := need(t, "dig", "bind9-dnsutils")
+	host, port := n2.dnsAddr(t)
+	if got := strings.TrimSpace(run(t, dig, "@"+host, "-p", port, "+short", "stage.imvu042.world", "A")); got != "10.0.0.5" {
+		t.Fatalf("the new node answers stage.imvu042.world with %q", got)
+	}
+	if got := strings.TrimSpace(run(t, dig, "@"+host, "-p", port, "+short", "imvu042-shop.world", "TXT")); got != `"hello"` {
+		t.Fatalf("the new node answers imvu042-shop.world TXT with %q", got)
+	}
+	// And the old node no longer does: the names left with their owner.
+	host1, port1 := n.dnsAddr(t)
+	if got := run(t, dig, "@"+host1, "-p", port1, "stage.imvu042.world", "A"); !strings.Contains(got, "REFUSED") {
+		t.Fatalf("the old node still serves the exited IMVU's zone:\n%s", got)
 	}
 }
