@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DNS benchmark: Nexus's authoritative server against knotd on the reference
+# DNS benchmark: Nexus's authoritative server against knotd and PowerDNS on the reference
 # workload (shared/bench/README.md): a 10,000-record zone and 100,000 queries
 # (85% hits, 10% NXDOMAIN, 5% MX), dnsperf -l 10 -c 4 -q 200 on loopback.
 # Knot, nexus (unsigned) and nexus (signed, queries with DO) are measured
@@ -17,9 +17,9 @@ rounds=${ROUNDS:-3}
 duration=${DURATION:-10}
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 
-for tool in dnsperf knotd go; do
+for tool in dnsperf knotd pdns_server go; do
   if ! command -v "$tool" >/dev/null; then
-    echo "dns.sh: $tool is missing (bash scripts/deps.sh installs dnsperf and knot)" >&2
+    echo "dns.sh: $tool is missing (bash scripts/deps.sh installs dnsperf, knot and pdns-server)" >&2
     exit 1
   fi
 done
@@ -93,6 +93,17 @@ KNOT
 knotd -c "$work/knot/knot.conf" 2>"$work/knot.log" &
 pids+=($!)
 
+# PowerDNS with the BIND backend reading the same zone file.
+pport=$(free_port)
+mkdir -p "$work/pdns"
+cat > "$work/pdns/named.conf" <<NAMED
+zone "$zone" { type master; file "$work/$zone.zone"; };
+NAMED
+pdns_server --config-dir="$work/pdns" --socket-dir="$work/pdns" --local-address=127.0.0.1 --local-port="$pport" \
+  --launch=bind --bind-config="$work/pdns/named.conf" --daemon=no --guardian=no --disable-syslog --loglevel=3 \
+  --setuid= --setgid= 2>"$work/pdns.log" &
+pids+=($!)
+
 nport=$(free_port)
 "$work/dnsbench" -zone "$work/$zone.zone" -origin "$zone" -addr "127.0.0.1:$nport" >"$work/nexus.log" 2>&1 &
 pids+=($!)
@@ -100,8 +111,8 @@ sport=$(free_port)
 "$work/dnsbench" -zone "$work/$zone.zone" -origin "$zone" -addr "127.0.0.1:$sport" -signed >"$work/signed.log" 2>&1 &
 pids+=($!)
 
-wait_dns "$kport"; wait_dns "$nport"; wait_dns "$sport"
-echo "knotd: $(knotd --version | head -1); zone $zone: $(grep -c ' IN A ' "$work/$zone.zone") A records; $(wc -l <"$work/queries.txt") queries"
+wait_dns "$kport"; wait_dns "$pport"; wait_dns "$nport"; wait_dns "$sport"
+echo "knotd: $(knotd --version | head -1); $(pdns_server --version 2>&1 | grep -m1 -o 'PowerDNS Authoritative Server [0-9.]*'); zone $zone: $(grep -c ' IN A ' "$work/$zone.zone") A records; $(wc -l <"$work/queries.txt") queries"
 echo "machine: $(nproc) CPUs; dnsperf -l $duration -c 4 -q 200; $rounds rounds, alternating"
 
 # run NAME PORT [dnsperf flags]: measures one target, leaves the rate in $qps
@@ -113,22 +124,24 @@ run() {
   printf '  %-20s %9.0f qps   lost %s\n' "$1" "$qps" "$lost"
 }
 
-knot=() nexus=() signed=()
+knot=() pdns=() nexus=() signed=()
 for ((r = 1; r <= rounds; r++)); do
   echo "round $r"
   run knot "$kport"; knot+=("$qps")
+  run powerdns "$pport"; pdns+=("$qps")
   run nexus "$nport"; nexus+=("$qps")
   run "nexus signed (DO)" "$sport" -D; signed+=("$qps")
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-mk=$(median "${knot[@]}"); mn=$(median "${nexus[@]}"); ms=$(median "${signed[@]}")
+mp=$(median "${pdns[@]}"); mk=$(median "${knot[@]}"); mn=$(median "${nexus[@]}"); ms=$(median "${signed[@]}")
 rn=$(awk -v a="$mn" -v b="$mk" 'BEGIN {printf "%.2f", a / b}')
 rs=$(awk -v a="$ms" -v b="$mk" 'BEGIN {printf "%.2f", a / b}')
 okn=$(awk -v r="$rn" 'BEGIN {print (r >= 1.0) ? "met" : "MISSED"}')
 oks=$(awk -v r="$rs" 'BEGIN {print (r >= 0.8) ? "met" : "MISSED"}')
 echo
-printf 'median qps: knot %.0f, nexus %.0f, nexus signed (DO) %.0f\n' "$mk" "$mn" "$ms"
+printf 'median qps: knot %.0f, powerdns %.0f, nexus %.0f, nexus signed (DO) %.0f\n' "$mk" "$mp" "$mn" "$ms"
+echo "nexus / powerdns     = $(awk -v a="$mn" -v b="$mp" 'BEGIN {printf "%.2f", a / b}')x"
 echo "nexus / knot         = ${rn}x (target >= 1.0x: $okn)"
 echo "nexus signed / knot  = ${rs}x (target >= 0.8x: $oks)"
 if [[ ${STRICT:-0} == 1 && ( $okn != met || $oks != met ) ]]; then
