@@ -236,6 +236,8 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 	if n.dns != nil {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.dns.meter(bg) }()
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.dns.refresh(bg, 3*24*time.Hour) }()
 	}
 	logger.Info("serving", "data", dir.Root(), "listeners", n.listeners, "ledger_size", lg.Size())
 	return n, nil

@@ -35,6 +35,7 @@ type dnsService struct {
 	mu     sync.Mutex
 	served map[string][]string // IMVU -> origins it serves now
 	holder map[string]string   // origin -> the IMVU whose zone is served
+	serial map[string]uint32   // origin -> SOA serial last served
 	base   map[string]uint64   // "imvu/resource" -> ledgered counter when this process first metered it
 }
 
@@ -54,7 +55,7 @@ func (n *Node) startDNS(ctx context.Context, reg prometheus.Registerer) error {
 	if err := srv.Start(ctx); err != nil {
 		return fmt.Errorf("dns on %s: %w", c.Listen, err)
 	}
-	n.dns = &dnsService{n: n, srv: srv, served: map[string][]string{}, holder: map[string]string{}, base: map[string]uint64{}}
+	n.dns = &dnsService{n: n, srv: srv, served: map[string][]string{}, holder: map[string]string{}, serial: map[string]uint32{}, base: map[string]uint64{}}
 	n.listeners = append(n.listeners, api.Listener{Name: "dns", Network: "udp", Address: srv.Addr()},
 		api.Listener{Name: "dns", Network: "tcp", Address: srv.Addr()})
 	n.Engine.Watch(n.dns.sync)
@@ -106,7 +107,32 @@ func (d *dnsService) compile(imvu string, z registry.Zone, ns []string, hostmast
 			return nil, err
 		}
 	}
-	return dns.Build(dns.Zone{Origin: z.Origin, IMVU: imvu, Serial: z.Serial + 1, Records: z.Records, Key: key}, ns, hostmaster)
+	// Served serials follow the clock (and always rise), so a periodic
+	// re-serve gives secondaries fresh signatures before the old ones expire.
+	serial := max(d.serial[z.Origin]+1, uint32(time.Now().Unix()))
+	d.serial[z.Origin] = serial
+	return dns.Build(dns.Zone{Origin: z.Origin, IMVU: imvu, Serial: serial, Records: z.Records, Key: key}, ns, hostmaster)
+}
+
+// refresh re-serves every zone on an interval shorter than the signature
+// validity secondaries get with a transfer (14 days), so a zone that never
+// changes is still re-signed and re-transferred.
+func (d *dnsService) refresh(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.n.Engine.View(func(st *handshake.State) error {
+			for id := range st.IMVUs {
+				d.sync(st, id)
+			}
+			return nil
+		})
+	}
 }
 
 // zoneKey loads, or makes on first use, the zone's DNSSEC key under the IMVU's
