@@ -11,7 +11,9 @@ test:
 	bash scripts/test.sh
 
 bench:
-	go test -run x -bench . -benchtime 3x ./handshake/ ./revenue/ ./ledger/
+	go test -run x -bench . -benchtime 3x ./handshake/ ./revenue/ ./ledger/ ./dns/ ./resolver/
+	go test -run x -bench IMVUCreate -benchtime 200x ./daemon/
+	bash bench/dns.sh
 
 fuzz:
 	bash scripts/fuzz.sh
