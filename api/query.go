@@ -56,7 +56,9 @@ func (s *Server) answer(ctx context.Context, st *handshake.State, q *action.Quer
 		case m == nil:
 			return nil, fmt.Errorf("%w: no IMVU %s", errScope, q.Scope)
 		case imvuRole(role):
-			return m, nil
+			// Encode under the engine's lock: the state changes once it is released.
+			b, err := json.Marshal(m)
+			return json.RawMessage(b), err
 		case platformRole(role):
 			return summarize(m), nil
 		}
