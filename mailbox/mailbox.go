@@ -1,0 +1,360 @@
+// Package mailbox owns the mailboxes of IMVUs as the ledger records them: which
+// addresses exist, which identity each is bound to, their password hashes, and
+// each mail domain's active DKIM selector. It registers the action kinds that
+// change them (mail.add, mail.passwd, mail.rm, mail.dkim.rotate).
+//
+// Passwords reach it only as argon2id hashes made on the user's side; it never
+// sees or stores a plaintext password, and never changes a mailbox except
+// inside an applier the engine runs.
+package mailbox
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+
+	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/identity"
+)
+
+// The kinds this package registers.
+const (
+	KindAdd    = "mail.add"
+	KindPasswd = "mail.passwd"
+	KindRemove = "mail.rm"
+	KindRotate = "mail.dkim.rotate"
+)
+
+// Resource is the resource kind of mailboxes.
+const Resource = "mail"
+
+// Box is one mailbox.
+type Box struct {
+	Address  string             `json:"address"`
+	Identity identity.PublicKey `json:"identity"`           // the owner or a member of the IMVU
+	Password string             `json:"password,omitempty"` // argon2id PHC string; empty: no login yet
+}
+
+// Mail is an IMVU's mail state, stored among its resources.
+type Mail struct {
+	Boxes     map[string]Box    `json:"boxes"`     // address -> mailbox
+	Selectors map[string]string `json:"selectors"` // domain -> active DKIM selector
+}
+
+const key = "mail"
+
+// AddParams creates a mailbox bound to an identity of the IMVU.
+type AddParams struct {
+	Address  string             `json:"address"`
+	Identity identity.PublicKey `json:"identity"`
+	Password string             `json:"password,omitempty"`
+}
+
+// PasswdParams sets a mailbox's password hash.
+type PasswdParams struct {
+	Address  string `json:"address"`
+	Password string `json:"password"`
+}
+
+// RemoveParams deletes a mailbox.
+type RemoveParams struct {
+	Address string `json:"address"`
+}
+
+// RotateParams makes a new DKIM selector active for a domain.
+type RotateParams struct {
+	Domain   string `json:"domain"`
+	Selector string `json:"selector"`
+}
+
+var (
+	localRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]{0,63}$`)
+	selectorRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+)
+
+// SplitAddress checks an address and returns its local part and domain, both
+// lower-case.
+func SplitAddress(addr string) (local, domain string, err error) {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return "", "", fmt.Errorf("address %q: want local@domain", addr)
+	}
+	local, domain = addr[:at], strings.TrimSuffix(addr[at+1:], ".")
+	if !localRE.MatchString(local) || strings.Contains(local, "..") || strings.HasSuffix(local, ".") {
+		return "", "", fmt.Errorf("address %q: local part must be 1-64 of a-z 0-9 . _ + - (no leading, trailing or double dot)", addr)
+	}
+	return local, domain, nil
+}
+
+// Register adds the mailbox resource and kinds to the engine.
+func Register(e *handshake.Engine, exp handshake.Exporter, imp handshake.Importer) error {
+	if err := e.RegisterResource(handshake.Resource{Name: Resource, Exporter: exp, Importer: imp}); err != nil {
+		return err
+	}
+	owner := []identity.Role{identity.RoleOwner}
+	self := []identity.Role{identity.RoleOwner, identity.RoleMember}
+	kinds := []handshake.Kind{
+		{Name: KindAdd, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareAdd, Apply: applyAdd},
+		{Name: KindPasswd, Resource: Resource, Where: handshake.OnIMVU, Roles: self, Prepare: preparePasswd, Apply: applyPasswd},
+		{Name: KindRemove, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRemove, Apply: applyRemove},
+		{Name: KindRotate, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRotate, Apply: applyRotate},
+	}
+	for _, k := range kinds {
+		if err := e.Register(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decode[P any](r *handshake.Request) (*P, error) {
+	p := new(P)
+	if err := r.Action.Decode(p); err != nil {
+		return nil, err
+	}
+	r.Params = p
+	return p, nil
+}
+
+// Of returns the mail state of an IMVU.
+func Of(m *handshake.IMVU) Mail {
+	mail := Mail{Boxes: map[string]Box{}, Selectors: map[string]string{}}
+	if raw, ok := m.Resources[key]; ok {
+		_ = jsonUnmarshal(raw, &mail)
+	}
+	if mail.Boxes == nil {
+		mail.Boxes = map[string]Box{}
+	}
+	if mail.Selectors == nil {
+		mail.Selectors = map[string]string{}
+	}
+	return mail
+}
+
+func load(tx *handshake.Tx) (Mail, error) {
+	mail := Mail{Boxes: map[string]Box{}, Selectors: map[string]string{}}
+	if _, err := tx.Load(key, &mail); err != nil {
+		return mail, err
+	}
+	if mail.Boxes == nil {
+		mail.Boxes = map[string]Box{}
+	}
+	if mail.Selectors == nil {
+		mail.Selectors = map[string]string{}
+	}
+	return mail, nil
+}
+
+func prepareAdd(r *handshake.Request) error {
+	p, err := decode[AddParams](r)
+	if err != nil {
+		return err
+	}
+	_, domain, err := SplitAddress(p.Address)
+	if err != nil {
+		return err
+	}
+	p.Address = strings.ToLower(p.Address)
+	if p.Password != "" {
+		if _, err := parseHash(p.Password); err != nil {
+			return err
+		}
+	}
+	m := r.IMVU()
+	if m == nil {
+		return fmt.Errorf("no IMVU %s", r.Action.Scope)
+	}
+	if _, ok := r.State.RoleOf(p.Identity, m.ID); !ok {
+		return fmt.Errorf("%s is not an identity of %s: a mailbox belongs to the owner or a member", p.Identity, m.ID)
+	}
+	r.Domains = append(r.Domains, domain)      // G12: the domain is the IMVU's
+	r.MailFrom = append(r.MailFrom, p.Address) // G13: it will send as this address
+	r.Names = append(r.Names, handshake.Name{Type: "mailbox", ID: p.Address, Use: handshake.Create})
+	r.Demand = handshake.Resources{Mailboxes: 1}
+	return nil
+}
+
+func applyAdd(tx *handshake.Tx) error {
+	p := tx.Params().(*AddParams)
+	mail, err := load(tx)
+	if err != nil {
+		return err
+	}
+	mail.Boxes[p.Address] = Box{Address: p.Address, Identity: p.Identity, Password: p.Password}
+	if err := tx.Bind(handshake.Name{Type: "mailbox", ID: p.Address}); err != nil {
+		return err
+	}
+	m, err := tx.IMVU()
+	if err != nil {
+		return err
+	}
+	m.Used.Mailboxes++
+	return tx.Store(key, mail)
+}
+
+func preparePasswd(r *handshake.Request) error {
+	p, err := decode[PasswdParams](r)
+	if err != nil {
+		return err
+	}
+	p.Address = strings.ToLower(p.Address)
+	if _, err := parseHash(p.Password); err != nil {
+		return err
+	}
+	m := r.IMVU()
+	if m == nil {
+		return fmt.Errorf("no IMVU %s", r.Action.Scope)
+	}
+	box, ok := Of(m).Boxes[p.Address]
+	if !ok {
+		return fmt.Errorf("no mailbox %s in %s", p.Address, m.ID)
+	}
+	// The owner sets any password of its IMVU; a member only its own.
+	if r.Action.Actor != m.Owner && r.Action.Actor != box.Identity {
+		return fmt.Errorf("%s may set only its own mailbox's password", r.Action.Actor)
+	}
+	r.Names = append(r.Names, handshake.Name{Type: "mailbox", ID: p.Address, Use: handshake.Own})
+	return nil
+}
+
+func applyPasswd(tx *handshake.Tx) error {
+	p := tx.Params().(*PasswdParams)
+	mail, err := load(tx)
+	if err != nil {
+		return err
+	}
+	b := mail.Boxes[p.Address]
+	b.Password = p.Password
+	mail.Boxes[p.Address] = b
+	return tx.Store(key, mail)
+}
+
+func prepareRemove(r *handshake.Request) error {
+	p, err := decode[RemoveParams](r)
+	if err != nil {
+		return err
+	}
+	p.Address = strings.ToLower(p.Address)
+	r.Names = append(r.Names, handshake.Name{Type: "mailbox", ID: p.Address, Use: handshake.Own})
+	return nil
+}
+
+func applyRemove(tx *handshake.Tx) error {
+	p := tx.Params().(*RemoveParams)
+	mail, err := load(tx)
+	if err != nil {
+		return err
+	}
+	delete(mail.Boxes, p.Address)
+	if err := tx.Unbind(handshake.Name{Type: "mailbox", ID: p.Address}); err != nil {
+		return err
+	}
+	m, err := tx.IMVU()
+	if err != nil {
+		return err
+	}
+	if m.Used.Mailboxes > 0 {
+		m.Used.Mailboxes--
+	}
+	return tx.Store(key, mail)
+}
+
+func prepareRotate(r *handshake.Request) error {
+	p, err := decode[RotateParams](r)
+	if err != nil {
+		return err
+	}
+	p.Domain = strings.TrimSuffix(strings.ToLower(p.Domain), ".")
+	if !selectorRE.MatchString(p.Selector) {
+		return fmt.Errorf("selector %q: want 1-63 of a-z 0-9 -", p.Selector)
+	}
+	r.Domains = append(r.Domains, p.Domain)
+	return nil
+}
+
+func applyRotate(tx *handshake.Tx) error {
+	p := tx.Params().(*RotateParams)
+	mail, err := load(tx)
+	if err != nil {
+		return err
+	}
+	mail.Selectors[p.Domain] = p.Selector
+	return tx.Store(key, mail)
+}
+
+// Addresses lists an IMVU's mailbox addresses, sorted.
+func (m Mail) Addresses() []string {
+	out := make([]string, 0, len(m.Boxes))
+	for a := range m.Boxes {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// The argon2id parameters new hashes use (RFC 9106's second recommended
+// option, tuned down in memory for a small host).
+const (
+	argonTime    = 3
+	argonMemory  = 64 * 1024
+	argonThreads = 2
+	argonKeyLen  = 32
+)
+
+// Hash makes an argon2id PHC string for password with a random salt.
+func Hash(password string, salt []byte) string {
+	k := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(k))
+}
+
+type phc struct {
+	memory  uint32
+	time    uint32
+	threads uint8
+	salt    []byte
+	key     []byte
+}
+
+func parseHash(s string) (phc, error) {
+	var h phc
+	var v int
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return h, errors.New("password: want an argon2id PHC string ($argon2id$v=19$m=...,t=...,p=...$salt$hash), made on the user's side")
+	}
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return h, fmt.Errorf("password: argon2 version %q, want v=%d", parts[2], argon2.Version)
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &h.memory, &h.time, &h.threads); err != nil {
+		return h, fmt.Errorf("password: parameters %q", parts[3])
+	}
+	if h.memory < 19*1024 || h.time < 2 || h.threads < 1 || h.memory > 1<<20 || h.time > 16 {
+		return h, fmt.Errorf("password: parameters m=%d,t=%d below OWASP's minimum (m=19456,t=2) or absurd", h.memory, h.time)
+	}
+	var err error
+	if h.salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(h.salt) < 16 {
+		return h, errors.New("password: salt must be at least 16 bytes of unpadded base64")
+	}
+	if h.key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(h.key) < 16 {
+		return h, errors.New("password: hash must be at least 16 bytes of unpadded base64")
+	}
+	return h, nil
+}
+
+// Check reports whether password matches the PHC string, in constant time.
+func Check(hash, password string) bool {
+	h, err := parseHash(hash)
+	if err != nil {
+		return false
+	}
+	k := argon2.IDKey([]byte(password), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
+	return subtle.ConstantTimeCompare(k, h.key) == 1
+}
