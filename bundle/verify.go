@@ -181,8 +181,8 @@ func (b *Bundle) readEntries(cp ledger.Checkpoint, v note.Verifier) error {
 	}
 	b.Genesis = *b.Records[0].Genesis
 	for i, r := range b.Records[1:] {
-		if r.Scope != b.Manifest.IMVU {
-			return fmt.Errorf("bundle: entry %d is in scope %s, not %s", b.Entries[i+1].Index, r.Scope, b.Manifest.IMVU)
+		if r.Scope != b.Manifest.IMVU && !cosigned(r, b.Manifest.Owner) {
+			return fmt.Errorf("bundle: entry %d is in scope %s, not %s, and not co-signed by its owner", b.Entries[i+1].Index, r.Scope, b.Manifest.IMVU)
 		}
 	}
 	return nil
@@ -275,4 +275,24 @@ func (b *Bundle) checkTransfer(st *handshake.IMVU) error {
 	}
 	b.Transfer = t
 	return nil
+}
+
+// cosigned reports whether a record is an action owner co-signed with a valid
+// signature: how a change from another scope (a domain handed over) enters an
+// IMVU's bundle.
+func cosigned(r handshake.Record, owner identity.PublicKey) bool {
+	if r.Type != handshake.RecordAction || r.Action == nil {
+		return false
+	}
+	a, err := r.Action.Open()
+	if err != nil {
+		return false
+	}
+	good, _ := r.Action.Verify()
+	for _, k := range a.Cosigners {
+		if k == owner && good[k] {
+			return true
+		}
+	}
+	return false
 }

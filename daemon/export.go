@@ -11,6 +11,7 @@ import (
 
 	"github.com/nexus-core/nexus/bundle"
 	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/identity"
 )
 
 // Export writes the exit bundle of an IMVU that has started its exit: every
@@ -36,7 +37,7 @@ func (n *Node) Export(ctx context.Context, id string, w io.Writer) error {
 		man.Owner = m.Owner
 		cp := n.Ledger.Checkpoint()
 		man.Checkpoint = string(cp.Note)
-		if err := n.writeEntries(ctx, id, cp.Size, filepath.Join(dir, bundle.EntriesFile)); err != nil {
+		if err := n.writeEntries(ctx, id, m.Owner, cp.Size, filepath.Join(dir, bundle.EntriesFile)); err != nil {
 			return err
 		}
 		t, err := bundle.SignTransfer(key, handshake.TransferRecord{IMVU: id, Domains: m.Domains(), To: m.Owner, At: man.Created})
@@ -60,9 +61,11 @@ func (n *Node) Export(ctx context.Context, id string, w io.Writer) error {
 	return nil
 }
 
-// writeEntries writes the genesis entry and every entry in scope id, each with
-// its inclusion proof against the checkpoint of the given size.
-func (n *Node) writeEntries(ctx context.Context, id string, size uint64, path string) error {
+// writeEntries writes the genesis entry, every entry in scope id, and every
+// action of another scope that the IMVU's owner co-signed (a domain handed
+// over to it, say), each with its inclusion proof against the checkpoint of
+// the given size.
+func (n *Node) writeEntries(ctx context.Context, id string, owner identity.PublicKey, size uint64, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -79,7 +82,7 @@ func (n *Node) writeEntries(ctx context.Context, id string, size uint64, path st
 		if err := json.Unmarshal(data, &h); err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
-		if i != 0 && h.Scope != id {
+		if i != 0 && h.Scope != id && !cosignedBy(data, owner) {
 			return nil
 		}
 		r, err := n.Ledger.Receipt(ctx, i)
@@ -106,4 +109,22 @@ func trimNL(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// cosignedBy reports whether an entry is an action key signed.
+func cosignedBy(data []byte, key identity.PublicKey) bool {
+	rec, err := handshake.ParseRecord(data)
+	if err != nil || rec.Type != handshake.RecordAction || rec.Action == nil {
+		return false
+	}
+	a, err := rec.Action.Open()
+	if err != nil {
+		return false
+	}
+	for _, k := range a.Cosigners {
+		if k == key {
+			return true
+		}
+	}
+	return false
 }

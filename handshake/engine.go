@@ -65,6 +65,7 @@ type Engine struct {
 	metrics  *metrics
 	replayed bool
 	watchers []func(st *State, scope string)
+	offline  bool // a Derive engine: it holds one IMVU's entries, not the whole ledger
 }
 
 // Watch registers fn to run after every applied effect, with the scope it

@@ -57,7 +57,7 @@ type Derived struct{ e *Engine }
 // check the bundle's files are what the ledger says. register adds the kinds of
 // services beyond the core, as the daemon does.
 func Derive(g Genesis, records []Record, register ...func(*Engine) error) (*Derived, error) {
-	e := &Engine{kinds: map[string]*Kind{}, resources: map[string]Resource{}, gates: Gates(), junk: map[string]uint64{}}
+	e := &Engine{kinds: map[string]*Kind{}, resources: map[string]Resource{}, gates: Gates(), junk: map[string]uint64{}, offline: true}
 	if err := registerCore(e); err != nil {
 		return nil, err
 	}

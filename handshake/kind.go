@@ -134,6 +134,9 @@ func (tx *Tx) Hand(imvu string, fn func(*Tx) error) error {
 	if !named {
 		return fmt.Errorf("the action does not name %s for crossing", imvu)
 	}
+	if _, ok := tx.engine.state.IMVUs[imvu]; !ok && tx.engine.offline {
+		return nil // derived offline from another IMVU's bundle: that side is not ours to rebuild
+	}
 	if tx.handed == nil {
 		tx.handed = new([]string)
 	}
@@ -173,6 +176,10 @@ func (tx *Tx) Index() uint64 {
 	}
 	return tx.req.Index
 }
+
+// Offline reports whether the Tx belongs to an offline derivation of one
+// IMVU's bundle, where other IMVUs an action reaches are absent.
+func (tx *Tx) Offline() bool { return tx.engine != nil && tx.engine.offline }
 
 // At is the time the action was ledgered: appliers use it, never the clock, so a
 // replay reaches the same state.

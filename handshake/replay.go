@@ -124,7 +124,7 @@ func (e *Engine) replayAction(i uint64, rec *Record) error {
 	}
 	// Signatures were checked when the action passed its gates, and the ledger
 	// commits to the bytes; replay re-derives state and checks nothing twice.
-	req := &Request{Signed: rec.Action, Action: a, Kind: k, Now: rec.Time, State: e.state, Index: i}
+	req := &Request{Signed: rec.Action, Action: a, Kind: k, Now: rec.Time, State: e.state, Index: i, Replay: true}
 	if err := k.Prepare(req); err != nil {
 		return err
 	}

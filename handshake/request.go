@@ -45,6 +45,9 @@ type Request struct {
 	Now    time.Time
 	State  *State
 	Index  uint64 // ledger index the action will get (set just before Apply)
+	// Replay is set when the action is re-applied from the ledger: it passed
+	// its gates then, so Prepare must not refuse it for what is true now.
+	Replay bool
 
 	// Signed and BadSigs come from signature verification, before the gates.
 	SignedBy map[identity.PublicKey]bool

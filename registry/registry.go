@@ -57,6 +57,9 @@ type TransferParams struct {
 	Name string             `json:"name"`
 	To   identity.PublicKey `json:"to"`
 	IMVU string             `json:"imvu"` // the receiving IMVU
+	// Zone is the zone as it moves, signed by both owners: it must equal the
+	// holder's zone now, and it is all the receiver's own ledger needs.
+	Zone Zone `json:"zone"`
 }
 
 // SetParams replaces one RRset: every record of Name and Type.
@@ -140,6 +143,13 @@ func prepareTransfer(r *handshake.Request) error {
 		return err
 	}
 	name := canonical(p.Name)
+	r.Names = append(r.Names, handshake.Name{Type: "imvu", ID: p.IMVU, Use: handshake.Refer})
+	if r.Replay {
+		return nil // it passed its gates when ledgered
+	}
+	if cur := loadZone(r, name); !sameZone(cur, p.Zone) {
+		return fmt.Errorf("the zone in the transfer is not %s as it stands (serial %d, %d records)", name, cur.Serial, len(cur.Records))
+	}
 	to, ok := r.State.IMVUs[p.IMVU]
 	switch {
 	case !ok:
@@ -153,29 +163,36 @@ func prepareTransfer(r *handshake.Request) error {
 		return fmt.Errorf("%s is the home domain of %s; it leaves only with the IMVU's exit", name, r.Action.Scope)
 	}
 	r.Names = append(r.Names, handshake.Name{Type: "domain", ID: name, Use: handshake.Own})
-	r.Transfer = &p.To
-	// The path between the two IMVUs is the name itself: both owners sign (G05).
-	r.Names = append(r.Names, handshake.Name{Type: "imvu", ID: p.IMVU, Use: handshake.Refer})
+	r.Transfer = &p.To // G12: the holder signs; the Refer name above makes G05 ask for both owners
 	return nil
+}
+
+func sameZone(a, b Zone) bool {
+	ja, _ := json.Marshal(Zone{Origin: canonical(a.Origin), Serial: a.Serial, Records: a.Records})
+	jb, _ := json.Marshal(Zone{Origin: canonical(b.Origin), Serial: b.Serial, Records: b.Records})
+	return string(ja) == string(jb)
 }
 
 func applyTransfer(tx *handshake.Tx) error {
 	p := tx.Params().(*TransferParams)
 	name := canonical(p.Name)
-	var z Zone
-	if _, err := tx.Load(key(name), &z); err != nil {
-		return err
-	}
-	if err := tx.Unbind(handshake.Name{Type: "domain", ID: name}); err != nil {
-		return err
-	}
-	if err := tx.Store(key(name), nil); err != nil {
+	// The holder's side; absent when a receiver's bundle is derived offline.
+	if _, err := tx.IMVU(); err == nil {
+		if err := tx.Unbind(handshake.Name{Type: "domain", ID: name}); err != nil {
+			return err
+		}
+		if err := tx.Store(key(name), nil); err != nil {
+			return err
+		}
+	} else if !tx.Offline() {
 		return err
 	}
 	return tx.Hand(p.IMVU, func(to *handshake.Tx) error {
 		if err := to.Bind(handshake.Name{Type: "domain", ID: name}); err != nil {
 			return err
 		}
+		z := p.Zone
+		z.Origin = name
 		z.Serial++
 		return to.Store(key(name), z)
 	})

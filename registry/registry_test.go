@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nexus-core/nexus/action"
 	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/bundle"
 	"github.com/nexus-core/nexus/daemon"
 	"github.com/nexus-core/nexus/dns"
 	"github.com/nexus-core/nexus/handshake"
@@ -155,7 +157,7 @@ func TestZoneControlThroughTheEngine(t *testing.T) {
 		{"bind a name under another IMVU's", w.o42, "imvu042", registry.BindParams{Name: "shop.imvu043.world"}, registry.KindBind, nil, "G04"},
 		{"bind a name outside the platform TLDs", w.o42, "imvu042", registry.BindParams{Name: "example.com"}, registry.KindBind, nil, "G03"},
 		{"member binds a name", w.m42, "imvu042", registry.BindParams{Name: "imvu042-shop.world"}, registry.KindBind, nil, "G03"},
-		{"transfer without the recipient", w.o42, "imvu042", registry.TransferParams{Name: "imvu042-2.world", To: identity.PublicOf(w.o43), IMVU: "imvu043"}, registry.KindTransfer, nil, "G05"},
+		{"transfer without the recipient", w.o42, "imvu042", registry.TransferParams{Name: "imvu042-2.world", To: identity.PublicOf(w.o43), IMVU: "imvu043", Zone: registry.Zone{Origin: "imvu042-2.world"}}, registry.KindTransfer, nil, "G05"},
 	}
 	w.must(w.o42, registry.KindBind, "imvu042", registry.BindParams{Name: "imvu042-2.world"})
 	for _, c := range cases {
@@ -182,10 +184,10 @@ func TestTransferMovesTheZone(t *testing.T) {
 	w := newWorld(t)
 	w.must(w.o42, registry.KindBind, "imvu042", registry.BindParams{Name: "shop.world"})
 	w.must(w.o42, registry.KindSet, "imvu042", registry.SetParams{Zone: "shop.world", Name: "@", Type: "A", Data: []string{"10.1.1.1"}})
-	if _, err := w.send(w.o42, registry.KindTransfer, "imvu042", registry.TransferParams{Name: "imvu042.world", To: identity.PublicOf(w.o43), IMVU: "imvu043"}, w.o43); err == nil {
+	if _, err := w.send(w.o42, registry.KindTransfer, "imvu042", registry.TransferParams{Name: "imvu042.world", To: identity.PublicOf(w.o43), IMVU: "imvu043", Zone: w.zone("imvu042", "imvu042.world")}, w.o43); err == nil {
 		t.Fatal("the home domain was transferred")
 	}
-	w.must(w.o42, registry.KindTransfer, "imvu042", registry.TransferParams{Name: "shop.world", To: identity.PublicOf(w.o43), IMVU: "imvu043"}, w.o43)
+	w.must(w.o42, registry.KindTransfer, "imvu042", registry.TransferParams{Name: "shop.world", To: identity.PublicOf(w.o43), IMVU: "imvu043", Zone: w.zone("imvu042", "shop.world")}, w.o43)
 	if got := w.a("shop.world"); got != "10.1.1.1" {
 		t.Fatalf("shop.world after the transfer: %q", got)
 	}
@@ -209,4 +211,56 @@ func many(n int) []dns.Record {
 		out[i] = dns.Record{Name: fmt.Sprintf("h%d", i), Type: "A", TTL: 60, Data: fmt.Sprintf("10.9.%d.%d", i/256, i%256)}
 	}
 	return out
+}
+
+// zone reads an IMVU's zone as its owner.
+func (w *world) zone(id, origin string) registry.Zone {
+	w.t.Helper()
+	var st handshake.IMVU
+	key := map[string]ed25519.PrivateKey{"imvu042": w.o42, "imvu043": w.o43}[id]
+	if err := w.c.Query(context.Background(), key, api.QueryIMVU, id, nil, &st); err != nil {
+		w.t.Fatal(err)
+	}
+	for _, z := range registry.Zones(&st) {
+		if z.Origin == origin {
+			return z
+		}
+	}
+	w.t.Fatalf("%s has no zone %s", id, origin)
+	return registry.Zone{}
+}
+
+// TestTransferredDomainsLeaveWithTheirBundles: after a domain changed hands,
+// both IMVUs' exit bundles verify offline, and the receiver's carries the zone.
+func TestTransferredDomainsLeaveWithTheirBundles(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.must(w.o42, registry.KindBind, "imvu042", registry.BindParams{Name: "shop.world"})
+	w.must(w.o42, registry.KindSet, "imvu042", registry.SetParams{Zone: "shop.world", Name: "@", Type: "A", Data: []string{"10.1.1.1"}})
+	z := w.zone("imvu042", "shop.world")
+	stale := z
+	stale.Serial--
+	if _, err := w.send(w.o42, registry.KindTransfer, "imvu042", registry.TransferParams{Name: "shop.world", To: identity.PublicOf(w.o43), IMVU: "imvu043", Zone: stale}, w.o43); err == nil {
+		t.Fatal("a transfer naming a stale zone went through")
+	}
+	w.must(w.o42, registry.KindTransfer, "imvu042", registry.TransferParams{Name: "shop.world", To: identity.PublicOf(w.o43), IMVU: "imvu043", Zone: z}, w.o43)
+	for id, k := range map[string]ed25519.PrivateKey{"imvu042": w.o42, "imvu043": w.o43} {
+		w.must(k, handshake.KindExit, id, handshake.ExitParams{})
+		var buf bytes.Buffer
+		if err := w.c.Export(ctx, k, id, &buf, nil); err != nil {
+			t.Fatal(err)
+		}
+		b, err := bundle.Open(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := bundle.Verify(ctx, b, bundle.Options{Register: []func(*handshake.Engine) error{registry.Register}})
+		if err != nil {
+			t.Fatalf("%s's bundle: %v", id, err)
+		}
+		_, hasShop := b.Files["zones/shop.world.zone"]
+		if hasShop != (id == "imvu043") {
+			t.Fatalf("%s's bundle: shop.world zone present %v; domains %v", id, hasShop, rep.Domains)
+		}
+	}
 }

@@ -277,7 +277,11 @@ func cmdDomain(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.submit(cmd, &tsg, k, registry.KindTransfer, from, registry.TransferParams{Name: args[0], To: to, IMVU: toIMVU})
+			z, err := e.zone(cmd, from, args[0])
+			if err != nil {
+				return err
+			}
+			return e.submit(cmd, &tsg, k, registry.KindTransfer, from, registry.TransferParams{Name: args[0], To: to, IMVU: toIMVU, Zone: z})
 		},
 	}
 	transfer.Flags().StringVar(&toKey, "to-key", "", "the recipient owner's public key (ed25519:...) or key file")
