@@ -1,6 +1,8 @@
 // Package config reads and writes nexus.toml: listeners, platform constants and
 // the defaults offered to new IMVUs. Every field has a sane default, so an empty
-// file is a working single-host configuration. It never holds keys or state.
+// file is a working single-host configuration. It holds no signing keys and no
+// state; the only secrets are TSIG keys shared with DNS secondaries, so the file
+// is written 0600.
 package config
 
 import (
@@ -226,7 +228,8 @@ func (c Config) Write(path string) error {
 	if err != nil {
 		return fmt.Errorf("encode config: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// 0600: it may hold TSIG secrets for the secondaries.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}

@@ -248,7 +248,12 @@ func (n *Node) listen(reg *prometheus.Registry) error {
 	offer := api.Offer{Platform: identity.PublicOf(mustKey(n.Dir.LedgerKey())), Envelope: n.Config.Defaults.Envelope,
 		Sheet: n.Config.Sheet(), Powers: n.Config.Platform.Powers, TLDs: n.Config.Platform.TLDs,
 		Period: cal.Of(time.Now()).String(), GateSet: handshake.GateSet,
-		Nameservers: n.Config.DNS.Nameservers, Hostmaster: n.Config.DNS.Hostmaster}
+	}
+	// Zones are served with the genesis's nameservers; offer the same.
+	n.Engine.View(func(st *handshake.State) error {
+		offer.Nameservers, offer.Hostmaster = st.Platform.Genesis.Nameservers, st.Platform.Genesis.Hostmaster
+		return nil
+	})
 	if vkey, err := os.ReadFile(n.Dir.VerifierKey()); err == nil {
 		offer.VerifierKey = strings.TrimSpace(string(vkey))
 	}

@@ -51,14 +51,21 @@ func TestDNSQueriesAreMetered(t *testing.T) {
 	if _, err := c.Submit(ctx, s); err != nil {
 		t.Fatal(err)
 	}
+	serial := soaSerial(t, n)
 	ask(t, n, 7)
-	waitCounter(t, c, owner, 7)
+	waitCounter(t, c, owner, 8) // the SOA query counts too
+	// Metering changed the IMVU's state but not its zone: same serial, no
+	// NOTIFY, no re-signing.
+	if got := soaSerial(t, n); got != serial {
+		t.Fatalf("SOA serial moved from %d to %d without a zone change", serial, got)
+	}
+	waitCounter(t, c, owner, 9)
 	n.Close()
 
 	n = start(t, root)
 	c, _ = api.Dial("unix:" + n.Dir.Socket())
 	ask(t, n, 5)
-	waitCounter(t, c, owner, 12)
+	waitCounter(t, c, owner, 14)
 }
 
 func start(t *testing.T, root string) *daemon.Node {
@@ -225,4 +232,21 @@ func BenchmarkIMVUCreate(b *testing.B) {
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
 	b.ReportMetric(float64(samples[len(samples)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(samples[len(samples)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func soaSerial(t *testing.T, n *daemon.Node) uint32 {
+	t.Helper()
+	var addr string
+	for _, l := range n.Status().Listeners {
+		if l.Name == "dns" && l.Network == "udp" {
+			addr = l.Address
+		}
+	}
+	m := new(mdns.Msg)
+	m.SetQuestion("imvu042.world.", mdns.TypeSOA)
+	r, err := mdns.Exchange(m, addr)
+	if err != nil || len(r.Answer) != 1 {
+		t.Fatalf("SOA: %v %v", r, err)
+	}
+	return r.Answer[0].(*mdns.SOA).Serial
 }

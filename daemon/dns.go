@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -30,13 +32,14 @@ import (
 // dnsService serves every bound domain from the derived state and meters the
 // queries it answers.
 type dnsService struct {
-	n      *Node
-	srv    *dns.Server
-	mu     sync.Mutex
-	served map[string][]string // IMVU -> origins it serves now
-	holder map[string]string   // origin -> the IMVU whose zone is served
-	serial map[string]uint32   // origin -> SOA serial last served
-	base   map[string]uint64   // "imvu/resource" -> ledgered counter when this process first metered it
+	n       *Node
+	srv     *dns.Server
+	mu      sync.Mutex
+	served  map[string][]string // IMVU -> origins it serves now
+	holder  map[string]string   // origin -> the IMVU whose zone is served
+	serial  map[string]uint32   // origin -> SOA serial last served
+	content map[string]string   // origin -> hash of what was last served
+	base    map[string]uint64   // "imvu/resource" -> ledgered counter when this process first metered it
 }
 
 func (n *Node) startDNS(ctx context.Context, reg prometheus.Registerer) error {
@@ -55,7 +58,7 @@ func (n *Node) startDNS(ctx context.Context, reg prometheus.Registerer) error {
 	if err := srv.Start(ctx); err != nil {
 		return fmt.Errorf("dns on %s: %w", c.Listen, err)
 	}
-	n.dns = &dnsService{n: n, srv: srv, served: map[string][]string{}, holder: map[string]string{}, serial: map[string]uint32{}, base: map[string]uint64{}}
+	n.dns = &dnsService{n: n, srv: srv, served: map[string][]string{}, holder: map[string]string{}, serial: map[string]uint32{}, content: map[string]string{}, base: map[string]uint64{}}
 	n.listeners = append(n.listeners, api.Listener{Name: "dns", Network: "udp", Address: srv.Addr()},
 		api.Listener{Name: "dns", Network: "tcp", Address: srv.Addr()})
 	n.Engine.Watch(n.dns.sync)
@@ -63,7 +66,12 @@ func (n *Node) startDNS(ctx context.Context, reg prometheus.Registerer) error {
 }
 
 // sync serves the zones of one IMVU as the ledger left them.
-func (d *dnsService) sync(st *handshake.State, scope string) {
+func (d *dnsService) sync(st *handshake.State, scope string) { d.syncZones(st, scope, false) }
+
+// syncZones serves scope's zones. A zone whose content has not changed since it
+// was last served is left alone (no new serial, no NOTIFY, no re-signing),
+// unless force, the periodic refresh, asks for it.
+func (d *dnsService) syncZones(st *handshake.State, scope string, force bool) {
 	m := st.IMVUs[scope]
 	if m == nil {
 		return
@@ -77,6 +85,11 @@ func (d *dnsService) sync(st *handshake.State, scope string) {
 	now := map[string]bool{}
 	ns, hostmaster := registry.NameServers(st)
 	for _, z := range zones {
+		now[z.Origin] = true
+		sum := zoneSum(scope, z, ns, hostmaster)
+		if !force && d.holder[z.Origin] == scope && d.content[z.Origin] == sum {
+			continue
+		}
 		c, err := d.compile(scope, z, ns, hostmaster)
 		if err != nil {
 			d.n.logger.Error("dns zone", "imvu", scope, "zone", z.Origin, "err", err)
@@ -84,13 +97,14 @@ func (d *dnsService) sync(st *handshake.State, scope string) {
 		}
 		d.srv.SetZone(c)
 		d.holder[z.Origin] = scope
-		now[z.Origin] = true
+		d.content[z.Origin] = sum
 	}
 	for _, o := range d.served[scope] {
 		// A zone that moved to another IMVU is that IMVU's to serve now.
 		if !now[o] && d.holder[o] == scope {
 			d.srv.RemoveZone(o)
 			delete(d.holder, o)
+			delete(d.content, o)
 		}
 	}
 	d.served[scope] = d.served[scope][:0]
@@ -128,7 +142,7 @@ func (d *dnsService) refresh(ctx context.Context, every time.Duration) {
 		}
 		d.n.Engine.View(func(st *handshake.State) error {
 			for id := range st.IMVUs {
-				d.sync(st, id)
+				d.syncZones(st, id, true)
 			}
 			return nil
 		})
@@ -182,7 +196,8 @@ func (d *dnsService) meter(ctx context.Context) {
 	}
 	t := time.NewTicker(d.n.Config.DNS.MeterEvery.Duration)
 	defer t.Stop()
-	last := map[string]uint64{} // imvu/resource -> count last ledgered by this process
+	last := map[string]uint64{}     // imvu/resource -> count last ledgered by this process
+	quiet := map[string]time.Time{} // imvu/resource -> no new attempt before this time
 	for {
 		select {
 		case <-ctx.Done():
@@ -203,8 +218,16 @@ func (d *dnsService) meter(ctx context.Context) {
 				if !ok {
 					continue
 				}
+				if time.Now().Before(quiet[k]) {
+					continue
+				}
 				if err := d.record(ctx, key, imvu, resource, total); err != nil {
 					d.n.logger.Warn("dns usage", "imvu", imvu, "resource", resource, "err", err)
+					// A refusal (a sheet without this resource, say) would be
+					// refused again each tick: wait before asking once more.
+					if _, denied := api.IsDenied(err); denied {
+						quiet[k] = time.Now().Add(time.Hour)
+					}
 					continue
 				}
 				last[k] = count
@@ -249,4 +272,16 @@ func (d *dnsService) total(imvu, resource string, count uint64) (uint64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.base[k] + count, ok
+}
+
+// zoneSum identifies what a zone would be served as.
+func zoneSum(imvu string, z registry.Zone, ns []string, hostmaster string) string {
+	b, _ := json.Marshal(struct {
+		IMVU       string
+		Zone       registry.Zone
+		NS         []string
+		Hostmaster string
+	}{imvu, z, ns, hostmaster})
+	h := sha256.Sum256(b)
+	return string(h[:])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +35,7 @@ func (n *Node) startResolver(ctx context.Context, reg prometheus.Registerer) err
 	}
 	var local resolver.Local
 	if n.dns != nil {
-		local = localZones{addr: n.dns.srv.Addr()}
+		local = localZones{addr: n.dns.srv.Addr(), tlds: n.Config.Platform.TLDs}
 	}
 	r, err := resolver.New(resolver.Config{Addr: c.Listen, Local: local, RootHints: c.RootHints, Forwarders: c.Forwarders,
 		TrustAnchors: c.TrustAnchors, Attribute: attribute, Logger: n.logger.With("part", "resolver"), Registerer: reg})
@@ -51,8 +52,12 @@ func (n *Node) startResolver(ctx context.Context, reg prometheus.Registerer) err
 }
 
 // localZones answers the platform's own zones by asking the daemon's
-// authoritative server on loopback.
-type localZones struct{ addr string }
+// authoritative server on loopback. Names under a platform TLD that no IMVU
+// holds do not exist: they are never looked up on the network.
+type localZones struct {
+	addr string
+	tlds []string
+}
 
 // Resolve implements resolver.Local.
 func (l localZones) Resolve(ctx context.Context, q mdns.Question, do bool) (*mdns.Msg, bool) {
@@ -61,8 +66,17 @@ func (l localZones) Resolve(ctx context.Context, q mdns.Question, do bool) (*mdn
 	m.Question[0].Qclass = q.Qclass
 	m.SetEdns0(1232, do)
 	r, err := mdns.ExchangeContext(ctx, m, l.addr)
-	if err != nil || r.Rcode == mdns.RcodeRefused {
-		return nil, false
+	if err == nil && r.Rcode != mdns.RcodeRefused {
+		return r, true
 	}
-	return r, true
+	for _, t := range l.tlds {
+		name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
+		if name == t || strings.HasSuffix(name, "."+t) {
+			nx := new(mdns.Msg)
+			nx.SetQuestion(q.Name, q.Qtype)
+			nx.Response, nx.Rcode = true, mdns.RcodeNameError
+			return nx, true
+		}
+	}
+	return nil, false
 }
