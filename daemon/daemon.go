@@ -28,6 +28,7 @@ import (
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
 	"github.com/nexus-core/nexus/ledger"
+	"github.com/nexus-core/nexus/mailbox"
 	"github.com/nexus-core/nexus/registry"
 	"github.com/nexus-core/nexus/resolver"
 )
@@ -208,6 +209,17 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 		return nil, err
 	}
 	if err := registry.Register(eng); err != nil {
+		lg.Close()
+		return nil, err
+	}
+	mailFiles := mailbox.Files{Root: func(id string) (string, error) {
+		d, err := dir.IMVU(id)
+		if err != nil {
+			return "", err
+		}
+		return filepath.Join(d, "mail"), nil
+	}}
+	if err := mailbox.Register(eng, mailFiles, mailFiles); err != nil {
 		lg.Close()
 		return nil, err
 	}

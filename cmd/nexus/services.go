@@ -9,13 +9,18 @@ import (
 	"github.com/nexus-core/nexus/bundle"
 	"github.com/nexus-core/nexus/dns"
 	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/mailbox"
 	"github.com/nexus-core/nexus/registry"
 )
 
 // serviceKinds lists the registrations of the services beyond the core, for
 // offline replay; the daemon registers the same.
 func serviceKinds() []func(*handshake.Engine) error {
-	return []func(*handshake.Engine) error{registry.Register}
+	return []func(*handshake.Engine) error{registry.Register, func(e *handshake.Engine) error {
+		// Offline there are no Maildirs to re-export: their bytes are checked
+		// by the manifest's hashes.
+		return mailbox.Register(e, mailbox.Files{}, mailbox.Files{})
+	}}
 }
 
 // serviceImportSteps lists the actions that restore the services' data from a
