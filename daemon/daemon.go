@@ -247,7 +247,10 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 	go n.flushJunk(bg)
 	if n.dns != nil {
 		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.dns.meter(bg) }()
+		go func() {
+			defer n.wg.Done()
+			n.newMeter("dns", n.Config.DNS.MeterEvery.Duration, n.dns.meterSources).run(bg)
+		}()
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.dns.refresh(bg, 3*24*time.Hour) }()
 	}

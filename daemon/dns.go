@@ -19,14 +19,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/nexus-core/nexus/action"
 	"github.com/nexus-core/nexus/api"
 	"github.com/nexus-core/nexus/datadir"
 	"github.com/nexus-core/nexus/dns"
 	"github.com/nexus-core/nexus/handshake"
-	"github.com/nexus-core/nexus/identity"
 	"github.com/nexus-core/nexus/registry"
-	"github.com/nexus-core/nexus/revenue"
 )
 
 // dnsService serves every bound domain from the derived state and meters the
@@ -39,7 +36,6 @@ type dnsService struct {
 	holder  map[string]string   // origin -> the IMVU whose zone is served
 	serial  map[string]uint32   // origin -> SOA serial last served
 	content map[string]string   // origin -> hash of what was last served
-	base    map[string]uint64   // "imvu/resource" -> ledgered counter when this process first metered it
 }
 
 func (n *Node) startDNS(ctx context.Context, reg prometheus.Registerer) error {
@@ -58,7 +54,7 @@ func (n *Node) startDNS(ctx context.Context, reg prometheus.Registerer) error {
 	if err := srv.Start(ctx); err != nil {
 		return fmt.Errorf("dns on %s: %w", c.Listen, err)
 	}
-	n.dns = &dnsService{n: n, srv: srv, served: map[string][]string{}, holder: map[string]string{}, serial: map[string]uint32{}, content: map[string]string{}, base: map[string]uint64{}}
+	n.dns = &dnsService{n: n, srv: srv, served: map[string][]string{}, holder: map[string]string{}, serial: map[string]uint32{}, content: map[string]string{}}
 	n.listeners = append(n.listeners, api.Listener{Name: "dns", Network: "udp", Address: srv.Addr()},
 		api.Listener{Name: "dns", Network: "tcp", Address: srv.Addr()})
 	n.Engine.Watch(n.dns.sync)
@@ -185,93 +181,15 @@ func zoneKey(dir datadir.Dir, imvu, origin string) (*ecdsa.PrivateKey, error) {
 	return k, nil
 }
 
-// meter turns the queries answered per IMVU (by the authoritative server, and
-// by the resolver for the IMVU's workloads) into signed cumulative usage
-// events, on an interval, through the engine like any other action.
-func (d *dnsService) meter(ctx context.Context) {
-	key, err := datadir.ReadKey(d.n.Dir.MeterKey("dns"))
-	if err != nil {
-		d.n.logger.Error("dns meter key", "err", err)
-		return
+// meterSources are the DNS counters the dns meter reports: queries the
+// authoritative server answered for each IMVU, and lookups the resolver made
+// for each IMVU's workloads.
+func (d *dnsService) meterSources() map[string]map[string]uint64 {
+	sources := map[string]map[string]uint64{"dns_queries": d.srv.Counts()}
+	if r := d.n.resolver; r != nil {
+		sources["dns_lookups"] = r.Counts()
 	}
-	t := time.NewTicker(d.n.Config.DNS.MeterEvery.Duration)
-	defer t.Stop()
-	last := map[string]uint64{}     // imvu/resource -> count last ledgered by this process
-	quiet := map[string]time.Time{} // imvu/resource -> no new attempt before this time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		sources := map[string]map[string]uint64{"dns_queries": d.srv.Counts()}
-		if r := d.n.resolver; r != nil {
-			sources["dns_lookups"] = r.Counts()
-		}
-		for resource, counts := range sources {
-			for imvu, count := range counts {
-				k := imvu + "/" + resource
-				if count == last[k] {
-					continue
-				}
-				total, ok := d.total(imvu, resource, count)
-				if !ok {
-					continue
-				}
-				if time.Now().Before(quiet[k]) {
-					continue
-				}
-				if err := d.record(ctx, key, imvu, resource, total); err != nil {
-					d.n.logger.Warn("dns usage", "imvu", imvu, "resource", resource, "err", err)
-					// A refusal (a sheet without this resource, say) would be
-					// refused again each tick: wait before asking once more.
-					if _, denied := api.IsDenied(err); denied {
-						quiet[k] = time.Now().Add(time.Hour)
-					}
-					continue
-				}
-				last[k] = count
-			}
-		}
-	}
-}
-
-func (d *dnsService) record(ctx context.Context, key []byte, imvu, resource string, counter uint64) error {
-	ev := revenue.Usage{IMVU: imvu, Resource: resource, Meter: "dns", Counter: counter, At: time.Now().UTC()}
-	a, err := action.New(handshake.KindUsage, imvu, identity.PublicOf(key), handshake.UsageParams{Events: []revenue.Usage{ev}})
-	if err != nil {
-		return err
-	}
-	s, err := action.Seal(a, key)
-	if err != nil {
-		return err
-	}
-	_, err = d.n.Engine.Submit(ctx, s)
-	return err
-}
-
-// total adds this process's count to the counter the ledger held when the
-// process first metered the IMVU's resource, so counters keep rising across
-// restarts. It reports false for an IMVU the platform may no longer charge (G17).
-func (d *dnsService) total(imvu, resource string, count uint64) (uint64, bool) {
-	k := imvu + "/" + resource
-	ok := false
-	d.n.Engine.View(func(st *handshake.State) error {
-		m := st.IMVUs[imvu]
-		if m == nil || m.Status != handshake.StatusActive {
-			return nil
-		}
-		ok = true
-		d.mu.Lock()
-		if _, seen := d.base[k]; !seen {
-			d.base[k] = m.Counters[resource+"/dns"].Value
-		}
-		d.mu.Unlock()
-		return nil
-	})
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.base[k] + count, ok
+	return sources
 }
 
 // zoneSum identifies what a zone would be served as.
