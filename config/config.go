@@ -25,6 +25,7 @@ type Config struct {
 	API      API       `toml:"api"`
 	DNS      DNS       `toml:"dns"`
 	Resolver Resolver  `toml:"resolver"`
+	Mail     Mail      `toml:"mail"`
 	Platform Platform  `toml:"platform"`
 	Defaults Defaults  `toml:"defaults"`
 	Capacity Resources `toml:"capacity"`
@@ -67,6 +68,21 @@ type Resolver struct {
 	// anywhere else are refused: the resolver is never open. (Per-IMVU
 	// networks will attribute their own prefixes.)
 	Clients map[string]string `toml:"clients"`
+}
+
+// Mail configures the mail listeners and the outbound queue.
+type Mail struct {
+	Hostname      string   `toml:"hostname"`       // EHLO, greeting, the MX target's name; "" turns mail off
+	Address       string   `toml:"address"`        // IP the MX target resolves to in every IMVU's zone
+	MX            string   `toml:"mx"`             // SMTP ingress, e.g. "127.0.0.1:25"
+	Submission    string   `toml:"submission"`     // STARTTLS submission, e.g. "127.0.0.1:587"
+	SubmissionTLS string   `toml:"submission_tls"` // implicit-TLS submission; "" for none
+	IMAP          string   `toml:"imap"`           // STARTTLS IMAP
+	IMAPS         string   `toml:"imaps"`          // implicit-TLS IMAP; "" for none
+	RemotePort    int      `toml:"remote_port"`    // SMTP port of other mail exchangers (25)
+	Cert          string   `toml:"cert"`           // TLS certificate; "" makes a self-signed node certificate
+	Key           string   `toml:"key"`
+	MeterEvery    Duration `toml:"meter_every"`
 }
 
 // Platform holds the constants written into the genesis entry.
@@ -117,6 +133,8 @@ func Default() Config {
 		API: API{Listen: "127.0.0.1:7080", Socket: "nexus.sock"},
 		DNS: DNS{Listen: "127.0.0.1:5353", Nameservers: []string{"ns1.nexus.world."}, Hostmaster: "hostmaster.nexus.world.",
 			DNSSEC: true, MeterEvery: Duration{10 * time.Second}},
+		Mail: Mail{Hostname: "mail.nexus.world", Address: "127.0.0.1", MX: "127.0.0.1:2525", Submission: "127.0.0.1:5587",
+			IMAP: "127.0.0.1:1143", RemotePort: 25, MeterEvery: Duration{10 * time.Second}},
 		Platform: Platform{
 			Origin: "nexus.local/ledger", TLDs: []string{"world"}, Skew: Duration{5 * time.Minute}, Period: "month",
 			Powers:   []string{"mail.rate-cap-on-abuse", "compute.oom-kill-in-envelope", "net.rate-limit-in-envelope"},
@@ -178,6 +196,14 @@ func (c Config) Check() error {
 			if _, err := netip.ParsePrefix(p); err != nil {
 				return fmt.Errorf("resolver.clients %q: %w", p, err)
 			}
+		}
+	}
+	if c.Mail.Hostname != "" {
+		if net.ParseIP(c.Mail.Address) == nil {
+			return fmt.Errorf("mail.address %q: want an IP address", c.Mail.Address)
+		}
+		if c.Mail.MeterEvery.Duration < time.Second {
+			return errors.New("mail.meter_every must be at least 1s")
 		}
 	}
 	if c.Platform.Skew.Duration <= 0 {

@@ -72,6 +72,12 @@ func Init(ctx context.Context, root string, opts InitOptions) error {
 			return err
 		}
 		cfg.DNS.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+		for _, p := range []*string{&cfg.Mail.MX, &cfg.Mail.Submission, &cfg.Mail.IMAP} {
+			if port, err = freePort(); err != nil {
+				return err
+			}
+			*p = fmt.Sprintf("127.0.0.1:%d", port)
+		}
 	}
 	if opts.Period != "" {
 		cfg.Platform.Period = opts.Period
@@ -174,6 +180,7 @@ type Node struct {
 	logger    *slog.Logger
 	dns       *dnsService
 	resolver  *resolver.Resolver
+	mail      *mailService
 	servers   []*http.Server
 	listeners []api.Listener
 	cancel    context.CancelFunc
@@ -235,9 +242,17 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 		n.Close()
 		return nil, err
 	}
+	if err := n.startMail(bg, reg); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if err := eng.Replay(ctx); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("replay ledger: %w", err)
+	}
+	if err := n.runMail(bg); err != nil {
+		n.Close()
+		return nil, err
 	}
 	if err := n.listen(reg); err != nil {
 		n.Close()
@@ -384,6 +399,9 @@ func (n *Node) Close() error {
 		s.Shutdown(ctx)
 	}
 	n.wg.Wait()
+	if n.mail != nil {
+		n.mail.close()
+	}
 	if n.resolver != nil {
 		n.resolver.Close()
 	}

@@ -82,6 +82,7 @@ func (d *dnsService) syncZones(st *handshake.State, scope string, force bool) {
 	ns, hostmaster := registry.NameServers(st)
 	for _, z := range zones {
 		now[z.Origin] = true
+		z.Records = append(append([]dns.Record(nil), z.Records...), mailRecords(d.n, st, scope, z.Records, z.Origin)...)
 		sum := zoneSum(scope, z, ns, hostmaster)
 		if !force && d.holder[z.Origin] == scope && d.content[z.Origin] == sum {
 			continue

@@ -16,6 +16,7 @@ import (
 	"github.com/nexus-core/nexus/api"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/mailbox"
 	"github.com/nexus-core/nexus/revenue"
 )
 
@@ -61,7 +62,12 @@ func cmdIMVU(e *env) *cobra.Command {
 			h := handshake.Handshake{IMVU: args[0], Owner: identity.PublicOf(owner), Platform: offer.Platform, Envelope: envl, PriceSheet: offer.Sheet,
 				SheetHash: hex.EncodeToString(sheetHash[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
 				GateSet: offer.GateSet, Powers: powers}
-			return e.submit(cmd, &sg, owner, handshake.KindCreate, args[0], h)
+			if err := e.submit(cmd, &sg, owner, handshake.KindCreate, args[0], h); err != nil || sg.emit != "" || len(offer.TLDs) == 0 {
+				return err
+			}
+			// The default mailbox, bound to the creator; `nexus mail passwd` sets its password.
+			addr := "creator@" + args[0] + "." + offer.TLDs[0]
+			return e.submit(cmd, &signing{}, owner, mailbox.KindAdd, args[0], mailbox.AddParams{Address: addr, Identity: identity.PublicOf(owner)})
 		},
 	}
 	create.Flags().StringVar(&ownerKey, "owner-key", "", "the creator's key file; it never leaves this machine")

@@ -1,0 +1,533 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/config"
+	"github.com/nexus-core/nexus/datadir"
+	"github.com/nexus-core/nexus/dns"
+	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/imapd"
+	"github.com/nexus-core/nexus/mailbox"
+	"github.com/nexus-core/nexus/maildir"
+	"github.com/nexus-core/nexus/mailq"
+	"github.com/nexus-core/nexus/smtpd"
+)
+
+// mailService runs SMTP, IMAP and the outbound queue for every IMVU's
+// mailboxes as the ledger records them.
+type mailService struct {
+	n     *Node
+	store *maildir.Store
+	smtp  *smtpd.Server
+	imap  *imapd.Server
+	queue *mailq.Queue
+
+	started bool
+}
+
+func (n *Node) startMail(ctx context.Context, reg prometheus.Registerer) error {
+	c := n.Config.Mail
+	if c.Hostname == "" {
+		return nil
+	}
+	tlsc, err := nodeTLS(n.Dir, c)
+	if err != nil {
+		return err
+	}
+	ms := &mailService{n: n, store: maildir.NewStore()}
+	look := lookups{n: n}
+	if ms.queue, err = mailq.New(mailq.Config{Dir: ms.queueDir, IMVUs: n.imvuIDs, Resolver: look, Keys: ms.keys,
+		Local: ms.local, Hostname: c.Hostname, Port: c.RemotePort, TLS: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
+		Logger: n.logger.With("part", "mailq"), Registerer: reg}); err != nil {
+		return err
+	}
+	if ms.smtp, err = smtpd.New(smtpd.Config{MXAddr: c.MX, SubmissionAddr: c.Submission, SubmissionTLSAddr: c.SubmissionTLS,
+		Hostname: c.Hostname, TLS: tlsc, Router: ms, Deliverer: ms, Auth: ms, Relay: ms,
+		Checker: &smtpd.Checker{LookupTXT: look.LookupTXT, LookupIP: look.LookupIP, LookupMX: look.LookupMX},
+		Logger:  n.logger.With("part", "smtpd"), Registerer: reg}); err != nil {
+		return err
+	}
+	if ms.imap, err = imapd.New(imapd.Config{Addr: c.IMAP, TLS: tlsc, Auth: ms, Logger: n.logger.With("part", "imapd"), Registerer: reg}); err != nil {
+		return err
+	}
+	n.mail = ms
+	return nil
+}
+
+// runMail opens the mail listeners and starts the queue and the meter: after
+// replay, since every one of them reads the derived state.
+func (n *Node) runMail(ctx context.Context) error {
+	ms := n.mail
+	if ms == nil {
+		return nil
+	}
+	if err := ms.smtp.Start(ctx); err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	if err := ms.imap.Start(ctx); err != nil {
+		return fmt.Errorf("imap: %w", err)
+	}
+	ms.started = true
+	mx, sub, subTLS := ms.smtp.Addrs()
+	n.listeners = append(n.listeners, api.Listener{Name: "smtp", Network: "tcp", Address: mx},
+		api.Listener{Name: "submission", Network: "tcp", Address: sub}, api.Listener{Name: "imap", Network: "tcp", Address: ms.imap.Addr()})
+	if subTLS != "" {
+		n.listeners = append(n.listeners, api.Listener{Name: "submissions", Network: "tcp", Address: subTLS})
+	}
+
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); ms.queue.Run(ctx) }()
+	go func() {
+		defer n.wg.Done()
+		n.newMeter("mail", n.Config.Mail.MeterEvery.Duration, ms.meterSources).run(ctx)
+	}()
+	return nil
+}
+
+func (ms *mailService) close() {
+	if ms.started {
+		ms.smtp.Close()
+		ms.imap.Close()
+	}
+}
+
+func (n *Node) imvuIDs() []string {
+	var ids []string
+	n.Engine.View(func(st *handshake.State) error {
+		for id := range st.IMVUs {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	return ids
+}
+
+func (ms *mailService) imvuDir(id string) (string, error) { return ms.n.Dir.IMVU(id) }
+
+func (ms *mailService) queueDir(id string) (string, error) {
+	d, err := ms.imvuDir(id)
+	return filepath.Join(d, "mail", "queue"), err
+}
+
+// box finds a mailbox by address: the IMVU it is bound to and its record.
+func (ms *mailService) box(addr string) (imvu string, b mailbox.Box, quota int64, ok bool) {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	ms.n.Engine.View(func(st *handshake.State) error {
+		id, bound := st.BoundTo("mailbox:" + addr)
+		if !bound {
+			return nil
+		}
+		m := st.IMVUs[id]
+		if m == nil || m.Status == handshake.StatusExited {
+			return nil
+		}
+		b, ok = mailbox.Of(m).Boxes[addr]
+		imvu, quota = id, int64(m.Envelope.MailBytes)
+		return nil
+	})
+	return imvu, b, quota, ok
+}
+
+func (ms *mailService) boxPath(imvu, addr string) (string, error) {
+	d, err := ms.imvuDir(imvu)
+	return filepath.Join(d, "mail", strings.ToLower(addr)), err
+}
+
+// Local implements smtpd.Router.
+func (ms *mailService) Local(_ context.Context, rcpt string) (smtpd.Mailbox, error) {
+	if imvu, _, _, ok := ms.box(rcpt); ok {
+		return smtpd.Mailbox{Address: strings.ToLower(rcpt), IMVU: imvu}, nil
+	}
+	_, domain, err := mailbox.SplitAddress(rcpt)
+	if err != nil {
+		return smtpd.Mailbox{}, smtpd.ErrNoMailbox
+	}
+	held := false
+	ms.n.Engine.View(func(st *handshake.State) error { _, held = st.BoundTo("domain:" + domain); return nil })
+	if held {
+		return smtpd.Mailbox{}, smtpd.ErrNoMailbox
+	}
+	return smtpd.Mailbox{}, smtpd.ErrNotLocal
+}
+
+// Deliver implements smtpd.Deliverer: durable in the mailbox's Maildir before
+// it returns; DMARC-quarantined mail goes to Junk.
+func (ms *mailService) Deliver(_ context.Context, to smtpd.Mailbox, msg []byte) error {
+	path, err := ms.boxPath(to.IMVU, to.Address)
+	if err != nil {
+		return err
+	}
+	mb, err := ms.store.Open(path)
+	if err != nil {
+		return err
+	}
+	if bytes.Contains(headerOf(msg), []byte("\nX-Nexus-Quarantine:")) {
+		if mb, err = mb.Folder("Junk"); err != nil {
+			if mb2, err2 := ms.store.Open(path); err2 == nil {
+				if err := mb2.CreateFolder("Junk"); err == nil {
+					mb, err = mb2.Folder("Junk")
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	_, err = mb.Deliver(bytes.NewReader(msg), imapd.MaxMessageSize)
+	return err
+}
+
+func headerOf(msg []byte) []byte {
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return append([]byte("\n"), msg[:i]...)
+	}
+	return append([]byte("\n"), msg...)
+}
+
+// Authenticate implements smtpd.Authenticator.
+func (ms *mailService) Authenticate(_ context.Context, user, pass string) (smtpd.Mailbox, error) {
+	imvu, b, _, ok := ms.box(user)
+	if !ok || b.Password == "" || !mailbox.Check(b.Password, pass) {
+		return smtpd.Mailbox{}, errors.New("invalid credentials")
+	}
+	return smtpd.Mailbox{Address: b.Address, IMVU: imvu}, nil
+}
+
+// Login implements imapd.Authenticator.
+func (ms *mailService) Login(_ context.Context, user, pass string) (imapd.Account, error) {
+	imvu, b, quota, ok := ms.box(user)
+	if !ok || b.Password == "" || !mailbox.Check(b.Password, pass) {
+		return imapd.Account{}, errors.New("invalid credentials")
+	}
+	path, err := ms.boxPath(imvu, b.Address)
+	if err != nil {
+		return imapd.Account{}, err
+	}
+	return imapd.Account{Address: b.Address, IMVU: imvu, Path: path, Quota: quota}, nil
+}
+
+// Submit implements smtpd.Relay: G13's second line (the sender is the
+// authenticated mailbox, in its own IMVU's domain), then the durable queue.
+func (ms *mailService) Submit(ctx context.Context, user smtpd.Mailbox, from string, rcpts []string, msg []byte) error {
+	imvu, b, _, ok := ms.box(from)
+	if !ok || imvu != user.IMVU || b.Address != user.Address {
+		return fmt.Errorf("%s may not send as %s", user.Address, from)
+	}
+	_, err := ms.queue.Enqueue(ctx, imvu, from, rcpts, msg)
+	return err
+}
+
+// local implements mailq.Local.
+func (ms *mailService) local(ctx context.Context, rcpt string) (func([]byte) error, bool) {
+	mb, err := ms.Local(ctx, rcpt)
+	if err != nil {
+		return nil, false
+	}
+	return func(msg []byte) error { return ms.Deliver(ctx, mb, msg) }, true
+}
+
+// keys implements mailq.Keys: the IMVU's DKIM keys for a domain it holds, under
+// its active selector (s1 until rotated).
+func (ms *mailService) keys(imvu, domain string) []mailq.Key {
+	sel := ""
+	ms.n.Engine.View(func(st *handshake.State) error {
+		m := st.IMVUs[imvu]
+		if m == nil {
+			return nil
+		}
+		if id, ok := st.BoundTo("domain:" + strings.ToLower(domain)); !ok || id != imvu {
+			return nil
+		}
+		sel = mailbox.Of(m).Selectors[strings.ToLower(domain)]
+		if sel == "" {
+			sel = "s1"
+		}
+		return nil
+	})
+	if sel == "" {
+		return nil
+	}
+	ed, rs, err := dkimKeys(ms.n.Dir, imvu, domain, sel)
+	if err != nil {
+		ms.n.logger.Error("dkim keys", "imvu", imvu, "domain", domain, "err", err)
+		return nil
+	}
+	return []mailq.Key{{Selector: sel + "-ed", Signer: ed}, {Selector: sel + "-rsa", Signer: rs}}
+}
+
+func (ms *mailService) meterSources() map[string]map[string]uint64 {
+	msgs, bytesIn := map[string]uint64{}, map[string]uint64{}
+	for id, u := range ms.smtp.Counts() {
+		msgs[id] += uint64(u.MessagesIn)
+		bytesIn[id] += uint64(u.BytesIn)
+	}
+	for id, u := range ms.queue.Counts() {
+		msgs[id] += uint64(u.Messages)
+		bytesIn[id] += uint64(u.Bytes)
+	}
+	return map[string]map[string]uint64{"mail_messages": msgs, "mail_bytes": bytesIn}
+}
+
+// dkimKeys loads, or makes on first use, a domain's Ed25519 and RSA-2048 DKIM
+// keys under the IMVU's own folder.
+func dkimKeys(dir datadir.Dir, imvu, domain, sel string) (ed25519.PrivateKey, *rsa.PrivateKey, error) {
+	base, err := dir.IMVU(imvu)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := filepath.Join(base, "dkim", strings.ToLower(domain))
+	edk, err := loadOrMake(filepath.Join(d, sel+"-ed.key"), func() (crypto.Signer, error) {
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rsk, err := loadOrMake(filepath.Join(d, sel+"-rsa.key"), func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+	if err != nil {
+		return nil, nil, err
+	}
+	return edk.(ed25519.PrivateKey), rsk.(*rsa.PrivateKey), nil
+}
+
+func loadOrMake(path string, make func() (crypto.Signer, error)) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("%s: not PEM", path)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return k.(crypto.Signer), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	k, err := make()
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return k, datadir.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+// mailRecords are the records every mail domain of an IMVU gets: MX, the MX
+// target's address, SPF, DMARC and the DKIM keys of the active selector. A
+// record the owner set for the same name and type wins.
+func mailRecords(n *Node, st *handshake.State, imvu string, z []dns.Record, origin string) []dns.Record {
+	c := n.Config.Mail
+	if c.Hostname == "" {
+		return nil
+	}
+	m := st.IMVUs[imvu]
+	sel := mailbox.Of(m).Selectors[origin]
+	if sel == "" {
+		sel = "s1"
+	}
+	ed, rs, err := dkimKeys(n.Dir, imvu, origin, sel)
+	if err != nil {
+		n.logger.Error("dkim keys", "imvu", imvu, "domain", origin, "err", err)
+		return nil
+	}
+	rsaDER, _ := x509.MarshalPKIXPublicKey(&rs.PublicKey)
+	aType := "A"
+	if net.ParseIP(c.Address).To4() == nil {
+		aType = "AAAA"
+	}
+	want := []dns.Record{
+		{Name: "@", Type: "MX", TTL: 3600, Data: "10 mail"},
+		{Name: "mail", Type: aType, TTL: 3600, Data: c.Address},
+		{Name: "@", Type: "TXT", TTL: 3600, Data: `"v=spf1 mx -all"`},
+		{Name: "_dmarc", Type: "TXT", TTL: 3600, Data: `"v=DMARC1; p=reject; adkim=s; aspf=s"`},
+		{Name: sel + "-ed._domainkey", Type: "TXT", TTL: 3600,
+			Data: `"v=DKIM1; k=ed25519; p=` + base64.StdEncoding.EncodeToString(ed.Public().(ed25519.PublicKey)) + `"`},
+		{Name: sel + "-rsa._domainkey", Type: "TXT", TTL: 3600, Data: txtChunks("v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(rsaDER))},
+	}
+	var out []dns.Record
+	for _, r := range want {
+		taken := false
+		for _, u := range z {
+			taken = taken || (strings.EqualFold(u.Name, r.Name) && strings.EqualFold(u.Type, r.Type))
+		}
+		if !taken {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// txtChunks splits a TXT value into quoted strings of at most 255 bytes.
+func txtChunks(s string) string {
+	var parts []string
+	for len(s) > 255 {
+		parts = append(parts, `"`+s[:255]+`"`)
+		s = s[255:]
+	}
+	return strings.Join(append(parts, `"`+s+`"`), " ")
+}
+
+// nodeTLS loads the configured certificate, or makes (once) a self-signed one
+// for the mail hostname and loopback under DATA/platform/.
+func nodeTLS(dir datadir.Dir, c config.Mail) (*tls.Config, error) {
+	certFile, keyFile := c.Cert, c.Key
+	if certFile == "" {
+		certFile, keyFile = filepath.Join(dir.Platform(), "tls.crt"), filepath.Join(dir.Platform(), "tls.key")
+		if _, err := os.Stat(certFile); errors.Is(err, fs.ErrNotExist) {
+			if err := selfSigned(certFile, keyFile, c.Hostname); err != nil {
+				return nil, err
+			}
+		}
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("mail TLS: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func selfSigned(certFile, keyFile, host string) error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: host}, DNSNames: []string{host, "localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().AddDate(2, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &k.PublicKey, k)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return err
+	}
+	if err := datadir.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	return datadir.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+// lookups answers DNS for mail: the platform's own zones from the local
+// authority, others through the resolver when one runs.
+type lookups struct{ n *Node }
+
+func (l lookups) query(ctx context.Context, name string, qt uint16) ([]mdns.RR, error) {
+	name = mdns.Fqdn(name)
+	q := mdns.Question{Name: name, Qtype: qt, Qclass: mdns.ClassINET}
+	var r *mdns.Msg
+	if l.n.dns != nil {
+		if m, ok := (localZones{addr: l.n.dns.srv.Addr(), tlds: l.n.Config.Platform.TLDs}).Resolve(ctx, q, false); ok {
+			r = m
+		}
+	}
+	if r == nil && l.n.resolver != nil {
+		m, err := l.n.resolver.Lookup(ctx, name, qt)
+		if err != nil && m == nil {
+			return nil, &net.DNSError{Err: err.Error(), Name: name, IsTemporary: true}
+		}
+		r = m
+	}
+	if r == nil {
+		return nil, &net.DNSError{Err: "no resolver for this name", Name: name, IsNotFound: true}
+	}
+	switch r.Rcode {
+	case mdns.RcodeSuccess:
+	case mdns.RcodeNameError:
+		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+	default:
+		return nil, &net.DNSError{Err: mdns.RcodeToString[r.Rcode], Name: name, IsTemporary: true}
+	}
+	var out []mdns.RR
+	for _, rr := range r.Answer {
+		if rr.Header().Rrtype == qt {
+			out = append(out, rr)
+		}
+	}
+	if len(out) == 0 {
+		return nil, &net.DNSError{Err: "no such record", Name: name, IsNotFound: true}
+	}
+	return out, nil
+}
+
+func (l lookups) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	rrs, err := l.query(ctx, name, mdns.TypeTXT)
+	var out []string
+	for _, rr := range rrs {
+		out = append(out, strings.Join(rr.(*mdns.TXT).Txt, ""))
+	}
+	return out, err
+}
+
+func (l lookups) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	rrs, err := l.query(ctx, name, mdns.TypeMX)
+	var out []*net.MX
+	for _, rr := range rrs {
+		mx := rr.(*mdns.MX)
+		out = append(out, &net.MX{Host: mx.Mx, Pref: mx.Preference})
+	}
+	return out, err
+}
+
+func (l lookups) LookupIP(ctx context.Context, host string) ([]net.IP, error) {
+	var out []net.IP
+	rrs, err4 := l.query(ctx, host, mdns.TypeA)
+	for _, rr := range rrs {
+		out = append(out, rr.(*mdns.A).A)
+	}
+	rrs, err6 := l.query(ctx, host, mdns.TypeAAAA)
+	for _, rr := range rrs {
+		out = append(out, rr.(*mdns.AAAA).AAAA)
+	}
+	if len(out) == 0 {
+		if err4 != nil {
+			return nil, err4
+		}
+		return nil, err6
+	}
+	return out, nil
+}
+
+func (l lookups) LookupHost(ctx context.Context, host string) ([]string, error) {
+	ips, err := l.LookupIP(ctx, host)
+	var out []string
+	for _, ip := range ips {
+		out = append(out, ip.String())
+	}
+	return out, err
+}
