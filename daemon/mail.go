@@ -188,16 +188,16 @@ func (ms *mailService) Deliver(_ context.Context, to smtpd.Mailbox, msg []byte) 
 		return err
 	}
 	if bytes.Contains(headerOf(msg), []byte("\nX-Nexus-Quarantine:")) {
-		if mb, err = mb.Folder("Junk"); err != nil {
-			if mb2, err2 := ms.store.Open(path); err2 == nil {
-				if err := mb2.CreateFolder("Junk"); err == nil {
-					mb, err = mb2.Folder("Junk")
-				}
+		junk, err := mb.Folder("Junk")
+		if err != nil {
+			if err := mb.CreateFolder("Junk"); err != nil {
+				return err
 			}
-			if err != nil {
+			if junk, err = mb.Folder("Junk"); err != nil {
 				return err
 			}
 		}
+		mb = junk
 	}
 	_, err = mb.Deliver(bytes.NewReader(msg), imapd.MaxMessageSize)
 	return err
