@@ -183,6 +183,14 @@ func (q *Queue) apply(lg interface {
 	if !changed {
 		return true
 	}
+	if len(e.Rcpts) == 0 && len(e.Failed) == 0 {
+		// Every recipient has it: the item goes, which is its durable record.
+		if err := removeItem(dir, e.ID); err != nil {
+			lg.Error("remove delivered message", "err", err)
+			return false
+		}
+		return true
+	}
 	if err := writeEnvelope(dir, e); err != nil {
 		lg.Error("record delivery", "err", err)
 		return false

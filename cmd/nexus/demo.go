@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 	mdns "github.com/miekg/dns"
 	"github.com/spf13/cobra"
 
@@ -23,6 +29,7 @@ import (
 	"github.com/nexus-core/nexus/datadir"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/mailbox"
 	"github.com/nexus-core/nexus/registry"
 	"github.com/nexus-core/nexus/revenue"
 )
@@ -113,6 +120,9 @@ func runDemo(ctx context.Context, w io.Writer, keep bool) error {
 		return err
 	}
 	if err := d.dns(ctx, st); err != nil {
+		return err
+	}
+	if err := d.mail(ctx, st); err != nil {
 		return err
 	}
 	if err := d.hostile(ctx); err != nil {
@@ -382,4 +392,89 @@ func (d *demo) exit(ctx context.Context, self, root string) error {
 		return fmt.Errorf("ack-exit: %w", err)
 	}
 	return nil
+}
+
+// mail shows the IMVU's business mail: a message submitted over STARTTLS with
+// AUTH, DKIM-signed, read back over IMAP; and a forged sender refused.
+func (d *demo) mail(ctx context.Context, st api.Status) error {
+	addrOf := func(name string) string {
+		for _, l := range st.Listeners {
+			if l.Name == name {
+				return l.Address
+			}
+		}
+		return ""
+	}
+	sub, imapAddr := addrOf("submission"), addrOf("imap")
+	if sub == "" || imapAddr == "" {
+		return errors.New("the daemon serves no mail")
+	}
+	salt := func() []byte { b := make([]byte, 16); rand.Read(b); return b }
+	d.step("nexus mail add creator@imvu042.world; nexus mail add team@imvu042.world")
+	if _, err := d.submit(ctx, d.owner, mailbox.KindAdd, "imvu042", mailbox.AddParams{Address: "creator@imvu042.world", Identity: identity.PublicOf(d.owner), Password: mailbox.Hash("demo-creator", salt())}); err != nil {
+		return err
+	}
+	if _, err := d.submit(ctx, d.owner, mailbox.KindAdd, "imvu042", mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(d.owner), Password: mailbox.Hash("demo-team", salt())}); err != nil {
+		return err
+	}
+	d.say("argon2id hashes made on the creator's side; MX, SPF, DKIM and DMARC are in the zone")
+	d.step("swaks --server %s --tls --auth PLAIN (as creator@imvu042.world) --to team@imvu042.world", sub)
+	tlsc := &tls.Config{InsecureSkipVerify: true} // the node's self-signed certificate
+	c, err := smtp.DialStartTLS(sub, tlsc)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "creator@imvu042.world", "demo-creator")); err != nil {
+		return err
+	}
+	msg := "From: creator@imvu042.world\r\nTo: team@imvu042.world\r\nSubject: first light\r\n\r\nhello from the demo\r\n"
+	if err := c.SendMail("creator@imvu042.world", []string{"team@imvu042.world"}, strings.NewReader(msg)); err != nil {
+		return err
+	}
+	d.say("250: queued durably, DKIM-signed (Ed25519 and RSA-2048)")
+	forged := "From: ceo@imvu043.world\r\nTo: team@imvu042.world\r\nSubject: wire money\r\n\r\n!\r\n"
+	if err := c.SendMail("ceo@imvu043.world", []string{"team@imvu042.world"}, strings.NewReader(forged)); err != nil {
+		d.say("%-46s -> refused: %v", "creator sends as ceo@imvu043.world", err)
+	} else {
+		return errors.New("a forged sender was accepted")
+	}
+	d.step("an IMAP client reads team@imvu042.world over STARTTLS")
+	var subject string
+	var dkimCount int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if subject, dkimCount, err = readFirst(imapAddr, tlsc, "team@imvu042.world", "demo-team"); err == nil && subject != "" {
+			break
+		}
+	}
+	if subject == "" {
+		return fmt.Errorf("the message did not arrive: %v", err)
+	}
+	d.say("INBOX: %q, %d DKIM signatures", subject, dkimCount)
+	return nil
+}
+
+func readFirst(addr string, tlsc *tls.Config, user, pass string) (string, int, error) {
+	c, err := imapclient.DialStartTLS(addr, &imapclient.Options{TLSConfig: tlsc})
+	if err != nil {
+		return "", 0, err
+	}
+	defer c.Close()
+	if err := c.Login(user, pass).Wait(); err != nil {
+		return "", 0, err
+	}
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil || sel.NumMessages == 0 {
+		return "", 0, err
+	}
+	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true, BodySection: []*imap.FetchItemBodySection{hdr}}).Collect()
+	if err != nil || len(msgs) == 0 {
+		return "", 0, err
+	}
+	n := 0
+	for _, b := range msgs[0].BodySection {
+		n += strings.Count(string(b.Bytes), "DKIM-Signature:")
+	}
+	return msgs[0].Envelope.Subject, n, nil
 }
