@@ -173,4 +173,11 @@ func TestMailWithRealClients(t *testing.T) {
 	if got, _ := imapFetch(t, imap, "team@imvu042.world", "pw-team"); len(got) != 1 {
 		t.Fatalf("after the hostile attempts team@ holds %d messages, want 1", len(got))
 	}
+	// A restart re-reads the queue: the delivered message is not sent again.
+	n.restart(t)
+	imap = n.listener(t, "imap")
+	time.Sleep(1500 * time.Millisecond)
+	if got, _ := imapFetch(t, imap, "team@imvu042.world", "pw-team"); len(got) != 1 {
+		t.Fatalf("after a restart team@ holds %d messages, want 1", len(got))
+	}
 }
