@@ -170,11 +170,10 @@ func registerCore(e *Engine) error {
 // them to more (which may be nil).
 func decodeInto[P any](more func(*Request, *P) error) func(*Request) error {
 	return func(r *Request) error {
-		p := new(P)
-		if err := r.Action.Decode(p); err != nil {
+		p, err := DecodeParams[P](r)
+		if err != nil {
 			return err
 		}
-		r.Params = p
 		if more != nil {
 			return more(r, p)
 		}

@@ -98,6 +98,31 @@ func (e *Engine) Register(k Kind) error {
 	return nil
 }
 
+// RegisterService adds a service's resource kind and the action kinds that
+// change it, in one call.
+func (e *Engine) RegisterService(r Resource, kinds ...Kind) error {
+	if err := e.RegisterResource(r); err != nil {
+		return err
+	}
+	for _, k := range kinds {
+		if err := e.Register(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DecodeParams decodes an action's parameters strictly (unknown fields are an
+// error) into a new P, and keeps them in r.Params for the applier.
+func DecodeParams[P any](r *Request) (*P, error) {
+	p := new(P)
+	if err := r.Action.Decode(p); err != nil {
+		return nil, err
+	}
+	r.Params = p
+	return p, nil
+}
+
 // ErrNoPermit is returned by a Tx used outside the engine's apply step.
 var ErrNoPermit = errors.New("handshake: state changes only inside the engine's apply step")
 

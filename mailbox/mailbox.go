@@ -95,9 +95,6 @@ func SplitAddress(addr string) (local, domain string, err error) {
 
 // Register adds the mailbox resource and kinds to the engine.
 func Register(e *handshake.Engine, exp handshake.Exporter, imp handshake.Importer) error {
-	if err := e.RegisterResource(handshake.Resource{Name: Resource, Exporter: exp, Importer: imp}); err != nil {
-		return err
-	}
 	owner := []identity.Role{identity.RoleOwner}
 	self := []identity.Role{identity.RoleOwner, identity.RoleMember}
 	kinds := []handshake.Kind{
@@ -106,21 +103,7 @@ func Register(e *handshake.Engine, exp handshake.Exporter, imp handshake.Importe
 		{Name: KindRemove, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRemove, Apply: applyRemove},
 		{Name: KindRotate, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRotate, Apply: applyRotate},
 	}
-	for _, k := range kinds {
-		if err := e.Register(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func decode[P any](r *handshake.Request) (*P, error) {
-	p := new(P)
-	if err := r.Action.Decode(p); err != nil {
-		return nil, err
-	}
-	r.Params = p
-	return p, nil
+	return e.RegisterService(handshake.Resource{Name: Resource, Exporter: exp, Importer: imp}, kinds...)
 }
 
 // Of returns the mail state of an IMVU.
@@ -153,7 +136,7 @@ func load(tx *handshake.Tx) (Mail, error) {
 }
 
 func prepareAdd(r *handshake.Request) error {
-	p, err := decode[AddParams](r)
+	p, err := handshake.DecodeParams[AddParams](r)
 	if err != nil {
 		return err
 	}
@@ -200,7 +183,7 @@ func applyAdd(tx *handshake.Tx) error {
 }
 
 func preparePasswd(r *handshake.Request) error {
-	p, err := decode[PasswdParams](r)
+	p, err := handshake.DecodeParams[PasswdParams](r)
 	if err != nil {
 		return err
 	}
@@ -237,7 +220,7 @@ func applyPasswd(tx *handshake.Tx) error {
 }
 
 func prepareRemove(r *handshake.Request) error {
-	p, err := decode[RemoveParams](r)
+	p, err := handshake.DecodeParams[RemoveParams](r)
 	if err != nil {
 		return err
 	}
@@ -267,7 +250,7 @@ func applyRemove(tx *handshake.Tx) error {
 }
 
 func prepareRotate(r *handshake.Request) error {
-	p, err := decode[RotateParams](r)
+	p, err := handshake.DecodeParams[RotateParams](r)
 	if err != nil {
 		return err
 	}

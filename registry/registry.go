@@ -89,9 +89,6 @@ const DefaultTTL = 3600
 
 // Register adds the registry's resource and kinds to the engine.
 func Register(e *handshake.Engine) error {
-	if err := e.RegisterResource(handshake.Resource{Name: Resource, Exporter: exporter{}, Importer: importer{}}); err != nil {
-		return err
-	}
 	imvu := []identity.Role{identity.RoleOwner, identity.RoleMember, identity.RoleAdmin, identity.RolePlatform}
 	kinds := []handshake.Kind{
 		{Name: KindBind, Resource: Resource, Where: handshake.OnIMVU, Roles: []identity.Role{identity.RoleOwner}, Prepare: prepareBind, Apply: applyBind},
@@ -100,25 +97,11 @@ func Register(e *handshake.Engine) error {
 		{Name: KindRemove, Resource: Resource, Where: handshake.OnIMVU, Roles: imvu, Prepare: prepareRemove, Apply: applyRemove},
 		{Name: KindImport, Resource: Resource, Where: handshake.OnIMVU, Roles: imvu, Prepare: prepareImport, Apply: applyImport},
 	}
-	for _, k := range kinds {
-		if err := e.Register(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func decode[P any](r *handshake.Request) (*P, error) {
-	p := new(P)
-	if err := r.Action.Decode(p); err != nil {
-		return nil, err
-	}
-	r.Params = p
-	return p, nil
+	return e.RegisterService(handshake.Resource{Name: Resource, Exporter: exporter{}, Importer: importer{}}, kinds...)
 }
 
 func prepareBind(r *handshake.Request) error {
-	p, err := decode[BindParams](r)
+	p, err := handshake.DecodeParams[BindParams](r)
 	if err != nil {
 		return err
 	}
@@ -138,7 +121,7 @@ func applyBind(tx *handshake.Tx) error {
 }
 
 func prepareTransfer(r *handshake.Request) error {
-	p, err := decode[TransferParams](r)
+	p, err := handshake.DecodeParams[TransferParams](r)
 	if err != nil {
 		return err
 	}
@@ -224,7 +207,7 @@ func fqdn(name, zone string) string {
 }
 
 func prepareSet(r *handshake.Request) error {
-	p, err := decode[SetParams](r)
+	p, err := handshake.DecodeParams[SetParams](r)
 	if err != nil {
 		return err
 	}
@@ -263,7 +246,7 @@ func applySet(tx *handshake.Tx) error {
 }
 
 func prepareRemove(r *handshake.Request) error {
-	p, err := decode[RemoveParams](r)
+	p, err := handshake.DecodeParams[RemoveParams](r)
 	if err != nil {
 		return err
 	}
@@ -287,7 +270,7 @@ func applyRemove(tx *handshake.Tx) error {
 }
 
 func prepareImport(r *handshake.Request) error {
-	p, err := decode[ImportParams](r)
+	p, err := handshake.DecodeParams[ImportParams](r)
 	if err != nil {
 		return err
 	}
