@@ -34,6 +34,20 @@ func (e *env) owningIMVU(cmd *cobra.Command, zone string) (string, error) {
 	return b.IMVU, nil
 }
 
+// submitFor submits an action signed with the caller's key on the IMVU that
+// holds zone.
+func (e *env) submitFor(cmd *cobra.Command, sg *signing, zone, kind string, params any) error {
+	imvu, err := e.owningIMVU(cmd, zone)
+	if err != nil {
+		return err
+	}
+	k, err := e.callerKey()
+	if err != nil {
+		return err
+	}
+	return e.submit(cmd, sg, k, kind, imvu, params)
+}
+
 // zone reads one zone of an IMVU as the caller may see it.
 func (e *env) zone(cmd *cobra.Command, imvu, origin string) (registry.Zone, error) {
 	var st struct {
@@ -62,16 +76,8 @@ func cmdDNS(e *env) *cobra.Command {
 		Short: `Set one RRset, replacing what was there: nexus dns set imvu042.world stage A 10.0.0.5`,
 		Args:  cobra.MinimumNArgs(4),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			imvu, err := e.owningIMVU(cmd, args[0])
-			if err != nil {
-				return err
-			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
 			p := registry.SetParams{Zone: args[0], Name: args[1], Type: strings.ToUpper(args[2]), TTL: ttl, Data: args[3:]}
-			return e.submit(cmd, &sg, k, registry.KindSet, imvu, p)
+			return e.submitFor(cmd, &sg, args[0], registry.KindSet, p)
 		},
 	}
 	set.Flags().Uint32Var(&ttl, "ttl", registry.DefaultTTL, "time to live in seconds")
@@ -83,19 +89,11 @@ func cmdDNS(e *env) *cobra.Command {
 		Short: "Remove the records of a name (of one type, or all)",
 		Args:  cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			imvu, err := e.owningIMVU(cmd, args[0])
-			if err != nil {
-				return err
-			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
 			p := registry.RemoveParams{Zone: args[0], Name: args[1]}
 			if len(args) == 3 {
 				p.Type = strings.ToUpper(args[2])
 			}
-			return e.submit(cmd, &rsg, k, registry.KindRemove, imvu, p)
+			return e.submitFor(cmd, &rsg, args[0], registry.KindRemove, p)
 		},
 	}
 	rsg.flags(rm)
@@ -159,10 +157,6 @@ func cmdDNS(e *env) *cobra.Command {
 		Short: "Replace a zone's records with those of an RFC 1035 master file (the apex SOA and NS stay the platform's)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			imvu, err := e.owningIMVU(cmd, args[0])
-			if err != nil {
-				return err
-			}
 			f, err := os.Open(args[1])
 			if err != nil {
 				return err
@@ -172,11 +166,7 @@ func cmdDNS(e *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[1], err)
 			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
-			return e.submit(cmd, &isg, k, registry.KindImport, imvu, registry.ImportParams{Zone: args[0], Records: recs})
+			return e.submitFor(cmd, &isg, args[0], registry.KindImport, registry.ImportParams{Zone: args[0], Records: recs})
 		},
 	}
 	isg.flags(imp)

@@ -111,10 +111,6 @@ func cmdMail(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			imvu, err := e.owningIMVU(cmd, domain)
-			if err != nil {
-				return err
-			}
 			pw, err := readPassword(pstdin)
 			if err != nil {
 				return err
@@ -123,11 +119,7 @@ func cmdMail(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
-			return e.submit(cmd, &psg, k, mailbox.KindPasswd, imvu, mailbox.PasswdParams{Address: args[0], Password: h})
+			return e.submitFor(cmd, &psg, domain, mailbox.KindPasswd, mailbox.PasswdParams{Address: args[0], Password: h})
 		},
 	}
 	passwd.Flags().BoolVar(&pstdin, "password-stdin", false, "read the password from standard input")
@@ -171,15 +163,7 @@ func cmdMail(e *env) *cobra.Command {
 		Short: "Make a new DKIM selector active: new keys are made and published in the zone",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			imvu, err := e.owningIMVU(cmd, args[0])
-			if err != nil {
-				return err
-			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
-			return e.submit(cmd, &rsg, k, mailbox.KindRotate, imvu, mailbox.RotateParams{Domain: args[0], Selector: selector})
+			return e.submitFor(cmd, &rsg, args[0], mailbox.KindRotate, mailbox.RotateParams{Domain: args[0], Selector: selector})
 		},
 	}
 	rotate.Flags().StringVar(&selector, "selector", "", "the new selector, e.g. s2")
