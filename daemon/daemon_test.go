@@ -1,24 +1,31 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 	mdns "github.com/miekg/dns"
 
 	"github.com/nexus-core/nexus/action"
 	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/bundle"
 	"github.com/nexus-core/nexus/config"
 	"github.com/nexus-core/nexus/daemon"
 	"github.com/nexus-core/nexus/datadir"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/mailbox"
 )
 
 // TestDNSQueriesAreMetered: answered queries become dns-meter-signed
@@ -249,4 +256,85 @@ func soaSerial(t *testing.T, n *daemon.Node) uint32 {
 		t.Fatalf("SOA: %v %v", r, err)
 	}
 	return r.Answer[0].(*mdns.SOA).Serial
+}
+
+// TestMailIsMetered: a message submitted and delivered becomes mail-meter
+// usage (mail_messages, mail_bytes) in the ledger, and the exit bundle carries
+// the mailbox's Maildir.
+func TestMailIsMetered(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := datadir.Open(root)
+	cfg, _ := config.Load(dir.Config())
+	cfg.Mail.MeterEvery = config.Duration{Duration: time.Second}
+	b, _ := cfg.Encode()
+	os.WriteFile(dir.Config(), b, 0o600)
+	n := start(t, root)
+	c, _ := api.Dial("unix:" + n.Dir.Socket())
+	owner, _ := identity.Generate()
+	submit := func(kind string, params any) {
+		t.Helper()
+		a, _ := action.New(kind, "imvu042", identity.PublicOf(owner), params)
+		s, _ := action.Seal(a, owner)
+		if _, err := c.Submit(ctx, s); err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+	}
+	offer, _ := c.Offer(ctx)
+	h := offer.Sheet.Hash()
+	submit(handshake.KindCreate, handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner), Platform: offer.Platform,
+		Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	submit(mailbox.KindAdd, mailbox.AddParams{Address: "creator@imvu042.world", Identity: identity.PublicOf(owner), Password: mailbox.Hash("pw", []byte("0123456789abcdef"))})
+	submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(owner)})
+	var sub string
+	for _, l := range n.Status().Listeners {
+		if l.Name == "submission" {
+			sub = l.Address
+		}
+	}
+	sc, err := smtp.DialStartTLS(sub, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if err := sc.Auth(sasl.NewPlainClient("", "creator@imvu042.world", "pw")); err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: creator@imvu042.world\r\nTo: team@imvu042.world\r\nSubject: metered\r\n\r\nhi\r\n"
+	if err := sc.SendMail("creator@imvu042.world", []string{"team@imvu042.world"}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var m handshake.IMVU
+		if err := c.Query(ctx, owner, api.QueryIMVU, "imvu042", nil, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Counters["mail_messages/mail"].Value >= 1 && m.Counters["mail_bytes/mail"].Value >= uint64(len(msg)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mail counters %+v", m.Counters)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	submit(handshake.KindExit, handshake.ExitParams{})
+	var buf bytes.Buffer
+	if err := c.Export(ctx, owner, "imvu042", &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	bd, err := bundle.Open(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for name, data := range bd.Files {
+		found = found || (strings.HasPrefix(name, "mail/team@imvu042.world/") && bytes.Contains(data, []byte("Subject: metered")))
+	}
+	if !found {
+		t.Fatal("the bundle does not carry team@'s Maildir")
+	}
 }

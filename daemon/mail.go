@@ -281,17 +281,16 @@ func (ms *mailService) keys(imvu, domain string) []mailq.Key {
 	return []mailq.Key{{Selector: sel + "-ed", Signer: ed}, {Selector: sel + "-rsa", Signer: rs}}
 }
 
+// meterSources counts, per IMVU, the messages and bytes it received over MX
+// and the ones its users submitted (each message once: delivery by the queue,
+// local or remote, is not counted again).
 func (ms *mailService) meterSources() map[string]map[string]uint64 {
-	msgs, bytesIn := map[string]uint64{}, map[string]uint64{}
+	msgs, size := map[string]uint64{}, map[string]uint64{}
 	for id, u := range ms.smtp.Counts() {
-		msgs[id] += uint64(u.MessagesIn)
-		bytesIn[id] += uint64(u.BytesIn)
+		msgs[id] += uint64(u.MessagesIn + u.MessagesSubmitted)
+		size[id] += uint64(u.BytesIn + u.BytesSubmitted)
 	}
-	for id, u := range ms.queue.Counts() {
-		msgs[id] += uint64(u.Messages)
-		bytesIn[id] += uint64(u.Bytes)
-	}
-	return map[string]map[string]uint64{"mail_messages": msgs, "mail_bytes": bytesIn}
+	return map[string]map[string]uint64{"mail_messages": msgs, "mail_bytes": size}
 }
 
 // dkimKeys loads, or makes on first use, a domain's Ed25519 and RSA-2048 DKIM
