@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -336,5 +338,62 @@ func TestMailIsMetered(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the bundle does not carry team@'s Maildir")
+	}
+}
+
+// TestMailboxPastItsQuota: mail that would take an IMVU past its envelope's
+// mail_bytes is refused at SMTP with 552 5.2.2, and nothing is stored.
+func TestMailboxPastItsQuota(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
+		t.Fatal(err)
+	}
+	n := start(t, root)
+	c, _ := api.Dial("unix:" + n.Dir.Socket())
+	owner, _ := identity.Generate()
+	submit := func(kind string, params any) {
+		t.Helper()
+		a, _ := action.New(kind, "imvu042", identity.PublicOf(owner), params)
+		s, _ := action.Seal(a, owner)
+		if _, err := c.Submit(ctx, s); err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+	}
+	offer, _ := c.Offer(ctx)
+	env := offer.Envelope
+	env.MailBytes = 3000
+	h := offer.Sheet.Hash()
+	submit(handshake.KindCreate, handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner), Platform: offer.Platform,
+		Envelope: env, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(owner)})
+	var mx string
+	for _, l := range n.Status().Listeners {
+		if l.Name == "smtp" {
+			mx = l.Address
+		}
+	}
+	body := strings.Repeat(strings.Repeat("x", 70)+"\r\n", 22) // ~1.6 KB in short lines
+	send := func() error {
+		sc, err := smtp.Dial(mx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		msg := "From: a@example.org\r\nTo: team@imvu042.world\r\nSubject: big\r\n\r\n" + body + "\r\n"
+		return sc.SendMail("a@example.org", []string{"team@imvu042.world"}, strings.NewReader(msg))
+	}
+	if err := send(); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	err := send()
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 552 {
+		t.Fatalf("second message past the quota: %v, want 552", err)
+	}
+	d, _ := n.Dir.IMVU("imvu042")
+	newMail, _ := os.ReadDir(filepath.Join(d, "mail", "team@imvu042.world", "new"))
+	if len(newMail) != 1 {
+		t.Fatalf("%d messages stored, want 1", len(newMail))
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -181,6 +182,9 @@ func (ms *mailService) Local(_ context.Context, rcpt string) (smtpd.Mailbox, err
 func (ms *mailService) Deliver(_ context.Context, to smtpd.Mailbox, msg []byte) error {
 	path, err := ms.boxPath(to.IMVU, to.Address)
 	if err != nil {
+		return err
+	}
+	if err := ms.fits(to.IMVU, int64(len(msg))); err != nil {
 		return err
 	}
 	mb, err := ms.store.Open(path)
@@ -529,4 +533,44 @@ func (l lookups) LookupHost(ctx context.Context, host string) ([]string, error) 
 		out = append(out, ip.String())
 	}
 	return out, err
+}
+
+// fits refuses a message that would take the IMVU's mail past its envelope's
+// mail_bytes (G07 for stored mail): 552 5.2.2, as a full mailbox answers.
+func (ms *mailService) fits(imvu string, size int64) error {
+	var limit int64
+	var addrs []string
+	ms.n.Engine.View(func(st *handshake.State) error {
+		if m := st.IMVUs[imvu]; m != nil {
+			limit = int64(m.Envelope.MailBytes)
+			addrs = mailbox.Of(m).Addresses()
+		}
+		return nil
+	})
+	if limit <= 0 {
+		return nil
+	}
+	used := int64(0)
+	for _, a := range addrs {
+		path, err := ms.boxPath(imvu, a)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		mb, err := ms.store.Open(path)
+		if err != nil {
+			return err
+		}
+		n, err := mb.Size()
+		if err != nil {
+			return err
+		}
+		used += n
+	}
+	if used+size > limit {
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "mailbox full: the IMVU's mail envelope is used up"}
+	}
+	return nil
 }

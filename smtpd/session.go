@@ -153,6 +153,10 @@ func (m *mxSession) Data(r io.Reader) error {
 			// they may get a second copy (a plain SMTP reply is all-or-nothing).
 			m.s.log.Error("smtpd: deliver", "mailbox", mb.Address, "err", err)
 			m.s.metrics.messages.WithLabelValues("mx", "deliver_error").Inc()
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				return se // the Deliverer's own answer, e.g. 552 5.2.2 mailbox full
+			}
 			return errTempLocal
 		}
 		m.s.count(mb.IMVU, true, len(out))
