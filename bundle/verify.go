@@ -181,7 +181,7 @@ func (b *Bundle) readEntries(cp ledger.Checkpoint, v note.Verifier) error {
 	}
 	b.Genesis = *b.Records[0].Genesis
 	for i, r := range b.Records[1:] {
-		if r.Scope != b.Manifest.IMVU && !cosigned(r, b.Manifest.Owner) {
+		if r.Scope != b.Manifest.IMVU && !HandedTo(r, b.Manifest.Owner, b.Manifest.IMVU) {
 			return fmt.Errorf("bundle: entry %d is in scope %s, not %s, and not co-signed by its owner", b.Entries[i+1].Index, r.Scope, b.Manifest.IMVU)
 		}
 	}
@@ -277,15 +277,22 @@ func (b *Bundle) checkTransfer(st *handshake.IMVU) error {
 	return nil
 }
 
-// cosigned reports whether a record is an action owner co-signed with a valid
-// signature: how a change from another scope (a domain handed over) enters an
-// IMVU's bundle.
-func cosigned(r handshake.Record, owner identity.PublicKey) bool {
+// HandedTo reports whether a record of another scope belongs in IMVU id's
+// bundle: an action its owner co-signed, with a valid signature, whose
+// parameters name the IMVU as "imvu" (a domain handed over to it). An owner
+// of several IMVUs co-signs actions of the others too; those stay out.
+func HandedTo(r handshake.Record, owner identity.PublicKey, id string) bool {
 	if r.Type != handshake.RecordAction || r.Action == nil {
 		return false
 	}
 	a, err := r.Action.Open()
 	if err != nil {
+		return false
+	}
+	var p struct {
+		IMVU string `json:"imvu"`
+	}
+	if json.Unmarshal(a.Params, &p) != nil || p.IMVU != id {
 		return false
 	}
 	good, _ := r.Action.Verify()

@@ -72,13 +72,12 @@ type Resolver struct {
 
 // Mail configures the mail listeners and the outbound queue.
 type Mail struct {
-	Hostname      string   `toml:"hostname"`       // EHLO, greeting, the MX target's name; "" turns mail off
+	Hostname      string   `toml:"hostname"`       // EHLO and greeting, DSN sender domain; "" turns mail off (each zone\'s MX is mail.<zone>)
 	Address       string   `toml:"address"`        // IP the MX target resolves to in every IMVU's zone
 	MX            string   `toml:"mx"`             // SMTP ingress, e.g. "127.0.0.1:25"
 	Submission    string   `toml:"submission"`     // STARTTLS submission, e.g. "127.0.0.1:587"
 	SubmissionTLS string   `toml:"submission_tls"` // implicit-TLS submission; "" for none
 	IMAP          string   `toml:"imap"`           // STARTTLS IMAP
-	IMAPS         string   `toml:"imaps"`          // implicit-TLS IMAP; "" for none
 	RemotePort    int      `toml:"remote_port"`    // SMTP port of other mail exchangers (25)
 	Cert          string   `toml:"cert"`           // TLS certificate; "" makes a self-signed node certificate
 	Key           string   `toml:"key"`

@@ -82,7 +82,7 @@ func (n *Node) writeEntries(ctx context.Context, id string, owner identity.Publi
 		if err := json.Unmarshal(data, &h); err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
-		if i != 0 && h.Scope != id && !cosignedBy(data, owner) {
+		if i != 0 && h.Scope != id && !handedTo(data, owner, id) {
 			return nil
 		}
 		r, err := n.Ledger.Receipt(ctx, i)
@@ -111,20 +111,13 @@ func trimNL(b []byte) []byte {
 	return b
 }
 
-// cosignedBy reports whether an entry is an action key signed.
-func cosignedBy(data []byte, key identity.PublicKey) bool {
+// handedTo reports whether an entry of another scope is an action the IMVU's
+// owner co-signed that reaches into the IMVU (names it as "imvu" in its
+// parameters, as domain.transfer does).
+func handedTo(data []byte, owner identity.PublicKey, id string) bool {
 	rec, err := handshake.ParseRecord(data)
-	if err != nil || rec.Type != handshake.RecordAction || rec.Action == nil {
-		return false
-	}
-	a, err := rec.Action.Open()
 	if err != nil {
 		return false
 	}
-	for _, k := range a.Cosigners {
-		if k == key {
-			return true
-		}
-	}
-	return false
+	return bundle.HandedTo(rec, owner, id)
 }

@@ -264,3 +264,29 @@ func TestTransferredDomainsLeaveWithTheirBundles(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerOfTwoIMVUsExitsOneCleanly: actions the owner co-signed in its other
+// IMVU stay out of this IMVU's bundle, which verifies.
+func TestOwnerOfTwoIMVUsExitsOneCleanly(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	offer, _ := w.c.Offer(ctx)
+	h := offer.Sheet.Hash()
+	w.must(w.o42, handshake.KindCreate, "imvu044", handshake.Handshake{IMVU: "imvu044", Owner: identity.PublicOf(w.o42), Platform: offer.Platform,
+		Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	env := offer.Envelope
+	env.CPUMilli += 100
+	w.must(w.admin, handshake.KindResize, "imvu044", handshake.EnvelopeParams{Envelope: env}, w.o42)
+	w.must(w.o42, handshake.KindExit, "imvu042", handshake.ExitParams{})
+	var buf bytes.Buffer
+	if err := w.c.Export(ctx, w.o42, "imvu042", &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bundle.Open(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bundle.Verify(ctx, b, bundle.Options{Register: []func(*handshake.Engine) error{registry.Register}}); err != nil {
+		t.Fatal(err)
+	}
+}
