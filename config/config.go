@@ -141,11 +141,11 @@ func Default() Config {
 		},
 		Defaults: Defaults{
 			Envelope: Resources{CPUMilli: 1000, MemoryBytes: 1 * gib, Pids: 256, DiskBytes: 10 * gib, IOBps: 50 * mib,
-				IOPS: 1000, NetBps: 100 * mib, DNSRecords: 1000, Mailboxes: 50, MailBytes: 5 * gib},
+				IOPS: 1000, NetBps: 100 * mib, DNSRecords: 1000, Mailboxes: 50, MailBytes: 5 * gib, MailRate: 120},
 			Prices: prices,
 		},
 		Capacity: Resources{CPUMilli: 16000, MemoryBytes: 20 * gib, Pids: 65536, DiskBytes: 200 * gib, IOBps: 1 * gib,
-			IOPS: 100000, NetBps: 10 * gib, DNSRecords: 1 << 20, Mailboxes: 100000, MailBytes: 1 << 40},
+			IOPS: 100000, NetBps: 10 * gib, DNSRecords: 1 << 20, Mailboxes: 100000, MailBytes: 1 << 40, MailRate: 1 << 20},
 	}
 }
 

@@ -208,7 +208,7 @@ func BenchmarkIMVUCreate(b *testing.B) {
 	// Room for b.N IMVUs: the admin declares a bigger host.
 	admin, _ := identity.ReadKeyFile(n.Dir.AdminKey())
 	huge := handshake.Resources{CPUMilli: 1 << 40, MemoryBytes: 1 << 60, Pids: 1 << 40, DiskBytes: 1 << 60, IOBps: 1 << 60,
-		IOPS: 1 << 40, NetBps: 1 << 60, DNSRecords: 1 << 40, Mailboxes: 1 << 40, MailBytes: 1 << 60}
+		IOPS: 1 << 40, NetBps: 1 << 60, DNSRecords: 1 << 40, Mailboxes: 1 << 40, MailBytes: 1 << 60, MailRate: 1 << 40}
 	ca, _ := action.New(handshake.KindCapacity, identity.ScopePlatform, identity.PublicOf(admin), handshake.CapacityParams{Capacity: huge})
 	cs, _ := action.Seal(ca, admin)
 	if _, err := c.Submit(ctx, cs); err != nil {
@@ -395,5 +395,64 @@ func TestMailboxPastItsQuota(t *testing.T) {
 	newMail, _ := os.ReadDir(filepath.Join(d, "mail", "team@imvu042.world", "new"))
 	if len(newMail) != 1 {
 		t.Fatalf("%d messages stored, want 1", len(newMail))
+	}
+}
+
+// TestMailRateFromTheEnvelope: mail that would take an IMVU past its envelope's
+// mail_bytes is refused at SMTP with 552 5.2.2, and nothing is stored.
+func TestMailRateFromTheEnvelope(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
+		t.Fatal(err)
+	}
+	n := start(t, root)
+	c, _ := api.Dial("unix:" + n.Dir.Socket())
+	owner, _ := identity.Generate()
+	submit := func(kind string, params any) {
+		t.Helper()
+		a, _ := action.New(kind, "imvu042", identity.PublicOf(owner), params)
+		s, _ := action.Seal(a, owner)
+		if _, err := c.Submit(ctx, s); err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+	}
+	offer, _ := c.Offer(ctx)
+	env := offer.Envelope
+	env.MailRate = 2
+	h := offer.Sheet.Hash()
+	submit(handshake.KindCreate, handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner), Platform: offer.Platform,
+		Envelope: env, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(owner)})
+	var mx string
+	for _, l := range n.Status().Listeners {
+		if l.Name == "smtp" {
+			mx = l.Address
+		}
+	}
+	body := strings.Repeat(strings.Repeat("x", 70)+"\r\n", 22) // ~1.6 KB in short lines
+	send := func() error {
+		sc, err := smtp.Dial(mx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		msg := "From: a@example.org\r\nTo: team@imvu042.world\r\nSubject: big\r\n\r\n" + body + "\r\n"
+		return sc.SendMail("a@example.org", []string{"team@imvu042.world"}, strings.NewReader(msg))
+	}
+	for i := 0; i < 2; i++ {
+		if err := send(); err != nil {
+			t.Fatalf("message %d: %v", i+1, err)
+		}
+	}
+	err := send()
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 451 {
+		t.Fatalf("third message in a minute at 2/min: %v, want 451", err)
+	}
+	d, _ := n.Dir.IMVU("imvu042")
+	newMail, _ := os.ReadDir(filepath.Join(d, "mail", "team@imvu042.world", "new"))
+	if len(newMail) != 2 {
+		t.Fatalf("%d messages stored, want 2", len(newMail))
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -50,6 +51,15 @@ type mailService struct {
 	queue *mailq.Queue
 
 	started bool
+	rateMu  sync.Mutex
+	rates   map[string]*bucket // IMVU -> its mail_per_minute allowance
+}
+
+// bucket is a token bucket in whole messages: rate per minute, burst one
+// minute's worth.
+type bucket struct {
+	tokens uint64
+	last   time.Time
 }
 
 func (n *Node) startMail(ctx context.Context, reg prometheus.Registerer) error {
@@ -61,7 +71,7 @@ func (n *Node) startMail(ctx context.Context, reg prometheus.Registerer) error {
 	if err != nil {
 		return err
 	}
-	ms := &mailService{n: n, store: maildir.NewStore()}
+	ms := &mailService{n: n, store: maildir.NewStore(), rates: map[string]*bucket{}}
 	look := lookups{n: n}
 	if ms.queue, err = mailq.New(mailq.Config{Dir: ms.queueDir, IMVUs: n.imvuIDs, Resolver: look, Keys: ms.keys,
 		Local: ms.local, Hostname: c.Hostname, Port: c.RemotePort, TLS: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
@@ -69,7 +79,7 @@ func (n *Node) startMail(ctx context.Context, reg prometheus.Registerer) error {
 		return err
 	}
 	if ms.smtp, err = smtpd.New(smtpd.Config{MXAddr: c.MX, SubmissionAddr: c.Submission, SubmissionTLSAddr: c.SubmissionTLS,
-		Hostname: c.Hostname, TLS: tlsc, Router: ms, Deliverer: ms, Auth: ms, Relay: ms,
+		Hostname: c.Hostname, TLS: tlsc, Router: ms, Deliverer: ms, Auth: ms, Relay: ms, Allow: ms.allow,
 		Checker: &smtpd.Checker{LookupTXT: look.LookupTXT, LookupIP: look.LookupIP, LookupMX: look.LookupMX},
 		Logger:  n.logger.With("part", "smtpd"), Registerer: reg}); err != nil {
 		return err
@@ -573,4 +583,41 @@ func (ms *mailService) fits(imvu string, size int64) error {
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "mailbox full: the IMVU's mail envelope is used up"}
 	}
 	return nil
+}
+
+// allow is the per-IMVU rate limit from its envelope's mail_per_minute, for mail
+// in (per recipient IMVU) and out (per sender IMVU): past it, SMTP answers 451
+// and the client retries later. An envelope without a rate sends nothing.
+func (ms *mailService) allow(imvu string) bool {
+	var rate uint64
+	ms.n.Engine.View(func(st *handshake.State) error {
+		if m := st.IMVUs[imvu]; m != nil {
+			rate = m.Envelope.MailRate
+		}
+		return nil
+	})
+	if rate == 0 {
+		return false
+	}
+	now := time.Now()
+	ms.rateMu.Lock()
+	defer ms.rateMu.Unlock()
+	b := ms.rates[imvu]
+	if b == nil {
+		b = &bucket{tokens: rate, last: now}
+		ms.rates[imvu] = b
+	}
+	if elapsed := now.Sub(b.last); elapsed > 0 {
+		per := max(1, uint64(time.Minute.Nanoseconds())/rate) // nanoseconds per message
+		refill := uint64(elapsed.Nanoseconds()) / per
+		if refill > 0 {
+			b.tokens = min(rate, b.tokens+refill)
+			b.last = now
+		}
+	}
+	if b.tokens == 0 {
+		return false
+	}
+	b.tokens--
+	return true
 }

@@ -18,20 +18,22 @@ type Resources struct {
 	DNSRecords  uint64 `json:"dns_records" toml:"dns_records"`
 	Mailboxes   uint64 `json:"mailboxes" toml:"mailboxes"`
 	MailBytes   uint64 `json:"mail_bytes" toml:"mail_bytes"`
+	MailRate    uint64 `json:"mail_per_minute" toml:"mail_per_minute"` // messages accepted per minute, in and out
 }
 
 // fields lists r's members with their names, in a fixed order.
-func (r *Resources) fields() [10]struct {
+func (r *Resources) fields() [11]struct {
 	name string
 	v    *uint64
 } {
-	return [10]struct {
+	return [11]struct {
 		name string
 		v    *uint64
 	}{
 		{"cpu_millicores", &r.CPUMilli}, {"memory_bytes", &r.MemoryBytes}, {"pids", &r.Pids},
 		{"disk_bytes", &r.DiskBytes}, {"io_bps", &r.IOBps}, {"iops", &r.IOPS}, {"net_bps", &r.NetBps},
 		{"dns_records", &r.DNSRecords}, {"mailboxes", &r.Mailboxes}, {"mail_bytes", &r.MailBytes},
+		{"mail_per_minute", &r.MailRate},
 	}
 }
 
