@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +98,13 @@ func TestExitAndImport(t *testing.T) {
 	n2.mustQuery(t, o42, "imvu.show", "imvu042", nil, &sum)
 	if sum.Owner != identity.PublicOf(o42).String() || sum.Status != handshake.StatusActive || sum.Envelope != n.envelope(t, "imvu042") {
 		t.Fatalf("imported IMVU %+v", sum)
+	}
+	// Its mailboxes are back, with the same passwords.
+	var mail struct {
+		Boxes map[string]any `json:"boxes"`
+	}
+	if err := json.Unmarshal([]byte(n2.cliOK(t, "mail", "ls", "imvu042", "--key", key, "-o", "json")), &mail); err != nil || mail.Boxes["creator@imvu042.world"] == nil {
+		t.Fatalf("mailboxes on the new node: %v %+v", err, mail)
 	}
 	// It serves the same zones there.
 	dig := need(t, "dig", "bind9-dnsutils")

@@ -47,6 +47,16 @@ func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) fun
 			steps = append(steps, step{"zone " + z, send(registry.KindImport, registry.ImportParams{Zone: z, Records: recs})})
 		}
 	}
+	// Mailboxes, bound to the same identities, with the same password hashes.
+	// (Their Maildirs are in the bundle; restoring the messages is not built yet.)
+	mail := mailbox.Of(b.State)
+	for _, addr := range mail.Addresses() {
+		box := mail.Boxes[addr]
+		steps = append(steps, step{"mailbox " + addr, send(mailbox.KindAdd, mailbox.AddParams{Address: addr, Identity: box.Identity, Password: box.Password})})
+	}
+	for domain, sel := range mail.Selectors {
+		steps = append(steps, step{"dkim " + domain, send(mailbox.KindRotate, mailbox.RotateParams{Domain: domain, Selector: sel})})
+	}
 	return steps, nil
 }
 
