@@ -63,20 +63,10 @@ func Init(ctx context.Context, root string, opts InitOptions) error {
 	}
 	cfg := config.Default()
 	if opts.Dev {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		cfg.API.Listen = fmt.Sprintf("127.0.0.1:%d", port)
-		if port, err = freePort(); err != nil {
-			return err
-		}
-		cfg.DNS.Listen = fmt.Sprintf("127.0.0.1:%d", port)
-		for _, p := range []*string{&cfg.Mail.MX, &cfg.Mail.Submission, &cfg.Mail.IMAP} {
-			if port, err = freePort(); err != nil {
-				return err
-			}
-			*p = fmt.Sprintf("127.0.0.1:%d", port)
+		// Port 0: each listener gets a free loopback port when it binds, so
+		// nothing can take it between init and serve; `nexus status` shows them.
+		for _, p := range []*string{&cfg.API.Listen, &cfg.DNS.Listen, &cfg.Mail.MX, &cfg.Mail.Submission, &cfg.Mail.IMAP} {
+			*p = "127.0.0.1:0"
 		}
 	}
 	if opts.Period != "" {
@@ -146,15 +136,6 @@ func Init(ctx context.Context, root string, opts InitOptions) error {
 		return err
 	}
 	return eng.Genesis(ctx, g)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func openLedger(ctx context.Context, dir datadir.Dir, cfg config.Config, key ed25519.PrivateKey, reg prometheus.Registerer, lg *slog.Logger) (*ledger.Log, error) {

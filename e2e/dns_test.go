@@ -132,6 +132,7 @@ func TestDNSWithRealClients(t *testing.T) {
 	}
 	os.WriteFile(state, []byte(edited), 0o600)
 	n.start(t)
+	host, port = n.dnsAddr(t) // a restarted dev node binds fresh ports
 	if got := answer("stage.imvu042.world", "A"); got != "10.0.0.5" {
 		t.Fatalf("after a hand edit and a restart: %q", got)
 	}
