@@ -10,6 +10,7 @@
 package api
 
 import (
+	"encoding/hex"
 	"encoding/json"
 
 	"github.com/nexus-core/nexus/identity"
@@ -155,4 +156,14 @@ type ReceiptAnswer struct {
 	Index  uint64          `json:"index"`
 	Proof  string          `json:"proof"`
 	Record json.RawMessage `json:"record"`
+}
+
+// Handshake builds the handshake a creator signs to accept this offer for IMVU
+// id: its envelope, price sheet and powers, the fixed 55/45 split and gate set,
+// and the platform that will countersign.
+func (o Offer) Handshake(id string, owner identity.PublicKey) handshake.Handshake {
+	sum := o.Sheet.Hash()
+	return handshake.Handshake{IMVU: id, Owner: owner, Platform: o.Platform, Envelope: o.Envelope, PriceSheet: o.Sheet,
+		SheetHash: hex.EncodeToString(sum[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
+		GateSet: o.GateSet, Powers: o.Powers}
 }

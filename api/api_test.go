@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/nexus-core/nexus/daemon"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
-	"github.com/nexus-core/nexus/revenue"
 )
 
 func start(t testing.TB) (*daemon.Node, *api.Client) {
@@ -48,9 +46,7 @@ func create(t testing.TB, c *api.Client, id string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := offer.Sheet.Hash()
-	hs := handshake.Handshake{IMVU: id, Owner: identity.PublicOf(owner), Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet,
-		SheetHash: hex.EncodeToString(h[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent}, GateSet: offer.GateSet}
+	hs := offer.Handshake(id, identity.PublicOf(owner))
 	a, err := action.New(handshake.KindCreate, id, identity.PublicOf(owner), hs)
 	if err != nil {
 		t.Fatal(err)

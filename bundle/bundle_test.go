@@ -45,7 +45,6 @@ func exported(t *testing.T) ([]byte, ed25519.PrivateKey, *daemon.Node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := offer.Sheet.Hash()
 	submit := func(key ed25519.PrivateKey, kind string, params any, cosign ...ed25519.PrivateKey) {
 		t.Helper()
 		a, err := action.New(kind, "imvu042", identity.PublicOf(key), params)
@@ -66,8 +65,7 @@ func exported(t *testing.T) ([]byte, ed25519.PrivateKey, *daemon.Node) {
 			t.Fatalf("%s: %v", kind, err)
 		}
 	}
-	submit(owner, handshake.KindCreate, handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner), Platform: offer.Platform,
-		Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	submit(owner, handshake.KindCreate, offer.Handshake("imvu042", identity.PublicOf(owner)))
 	meter, err := identity.ReadKeyFile(n.Dir.MeterKey("dns"))
 	if err != nil {
 		t.Fatal(err)

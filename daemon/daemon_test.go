@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -53,9 +52,7 @@ func TestDNSQueriesAreMetered(t *testing.T) {
 	n := start(t, root)
 	c, _ := api.Dial("unix:" + n.Dir.Socket())
 	offer, _ := c.Offer(ctx)
-	h := offer.Sheet.Hash()
-	a, _ := action.New(handshake.KindCreate, "imvu042", identity.PublicOf(owner), handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner),
-		Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	a, _ := action.New(handshake.KindCreate, "imvu042", identity.PublicOf(owner), offer.Handshake("imvu042", identity.PublicOf(owner)))
 	s, _ := action.Seal(a, owner)
 	if _, err := c.Submit(ctx, s); err != nil {
 		t.Fatal(err)
@@ -145,9 +142,7 @@ func TestResolverServesWorkloads(t *testing.T) {
 	c, _ := api.Dial("unix:" + n.Dir.Socket())
 	owner, _ := identity.Generate()
 	offer, _ := c.Offer(ctx)
-	h := offer.Sheet.Hash()
-	a, _ := action.New(handshake.KindCreate, "imvu042", identity.PublicOf(owner), handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner),
-		Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	a, _ := action.New(handshake.KindCreate, "imvu042", identity.PublicOf(owner), offer.Handshake("imvu042", identity.PublicOf(owner)))
 	s, _ := action.Seal(a, owner)
 	if _, err := c.Submit(ctx, s); err != nil {
 		t.Fatal(err)
@@ -228,9 +223,7 @@ func BenchmarkIMVUCreate(b *testing.B) {
 		}
 		owner := owners[i]
 		id := fmt.Sprintf("bench%d", i)
-		h := offer.Sheet.Hash()
-		a, _ := action.New(handshake.KindCreate, id, identity.PublicOf(owner), handshake.Handshake{IMVU: id, Owner: identity.PublicOf(owner),
-			Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+		a, _ := action.New(handshake.KindCreate, id, identity.PublicOf(owner), offer.Handshake(id, identity.PublicOf(owner)))
 		s, _ := action.Seal(a, owner)
 		if _, err := c.Submit(ctx, s); err != nil {
 			b.Fatal(err)
@@ -286,9 +279,7 @@ func TestMailIsMetered(t *testing.T) {
 		}
 	}
 	offer, _ := c.Offer(ctx)
-	h := offer.Sheet.Hash()
-	submit(handshake.KindCreate, handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner), Platform: offer.Platform,
-		Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	submit(handshake.KindCreate, offer.Handshake("imvu042", identity.PublicOf(owner)))
 	submit(mailbox.KindAdd, mailbox.AddParams{Address: "creator@imvu042.world", Identity: identity.PublicOf(owner), Password: mailbox.Hash("pw", []byte("0123456789abcdef"))})
 	submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(owner)})
 	var sub string
@@ -341,118 +332,72 @@ func TestMailIsMetered(t *testing.T) {
 	}
 }
 
-// TestMailboxPastItsQuota: mail that would take an IMVU past its envelope's
-// mail_bytes is refused at SMTP with 552 5.2.2, and nothing is stored.
-func TestMailboxPastItsQuota(t *testing.T) {
-	ctx := context.Background()
-	root := t.TempDir()
-	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
-		t.Fatal(err)
+// TestMailLimitsFromTheEnvelope: mail past an IMVU's envelope is refused at
+// SMTP and nothing more is stored: past mail_bytes with 552 5.2.2 (full), past
+// mail_per_minute with 451 (try later).
+func TestMailLimitsFromTheEnvelope(t *testing.T) {
+	cases := []struct {
+		name     string
+		limit    func(*handshake.Resources)
+		accepted int // messages taken before the refusal
+		code     int
+	}{
+		{"quota", func(r *handshake.Resources) { r.MailBytes = 3000 }, 1, 552},
+		{"rate", func(r *handshake.Resources) { r.MailRate = 2 }, 2, 451},
 	}
-	n := start(t, root)
-	c, _ := api.Dial("unix:" + n.Dir.Socket())
-	owner, _ := identity.Generate()
-	submit := func(kind string, params any) {
-		t.Helper()
-		a, _ := action.New(kind, "imvu042", identity.PublicOf(owner), params)
-		s, _ := action.Seal(a, owner)
-		if _, err := c.Submit(ctx, s); err != nil {
-			t.Fatalf("%s: %v", kind, err)
-		}
-	}
-	offer, _ := c.Offer(ctx)
-	env := offer.Envelope
-	env.MailBytes = 3000
-	h := offer.Sheet.Hash()
-	submit(handshake.KindCreate, handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner), Platform: offer.Platform,
-		Envelope: env, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
-	submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(owner)})
-	var mx string
-	for _, l := range n.Status().Listeners {
-		if l.Name == "smtp" {
-			mx = l.Address
-		}
-	}
-	body := strings.Repeat(strings.Repeat("x", 70)+"\r\n", 22) // ~1.6 KB in short lines
-	send := func() error {
-		sc, err := smtp.Dial(mx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sc.Close()
-		msg := "From: a@example.org\r\nTo: team@imvu042.world\r\nSubject: big\r\n\r\n" + body + "\r\n"
-		return sc.SendMail("a@example.org", []string{"team@imvu042.world"}, strings.NewReader(msg))
-	}
-	if err := send(); err != nil {
-		t.Fatalf("first message: %v", err)
-	}
-	err := send()
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) || se.Code != 552 {
-		t.Fatalf("second message past the quota: %v, want 552", err)
-	}
-	d, _ := n.Dir.IMVU("imvu042")
-	newMail, _ := os.ReadDir(filepath.Join(d, "mail", "team@imvu042.world", "new"))
-	if len(newMail) != 1 {
-		t.Fatalf("%d messages stored, want 1", len(newMail))
-	}
-}
-
-// TestMailRateFromTheEnvelope: mail that would take an IMVU past its envelope's
-// mail_bytes is refused at SMTP with 552 5.2.2, and nothing is stored.
-func TestMailRateFromTheEnvelope(t *testing.T) {
-	ctx := context.Background()
-	root := t.TempDir()
-	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
-		t.Fatal(err)
-	}
-	n := start(t, root)
-	c, _ := api.Dial("unix:" + n.Dir.Socket())
-	owner, _ := identity.Generate()
-	submit := func(kind string, params any) {
-		t.Helper()
-		a, _ := action.New(kind, "imvu042", identity.PublicOf(owner), params)
-		s, _ := action.Seal(a, owner)
-		if _, err := c.Submit(ctx, s); err != nil {
-			t.Fatalf("%s: %v", kind, err)
-		}
-	}
-	offer, _ := c.Offer(ctx)
-	env := offer.Envelope
-	env.MailRate = 2
-	h := offer.Sheet.Hash()
-	submit(handshake.KindCreate, handshake.Handshake{IMVU: "imvu042", Owner: identity.PublicOf(owner), Platform: offer.Platform,
-		Envelope: env, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
-	submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(owner)})
-	var mx string
-	for _, l := range n.Status().Listeners {
-		if l.Name == "smtp" {
-			mx = l.Address
-		}
-	}
-	body := strings.Repeat(strings.Repeat("x", 70)+"\r\n", 22) // ~1.6 KB in short lines
-	send := func() error {
-		sc, err := smtp.Dial(mx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sc.Close()
-		msg := "From: a@example.org\r\nTo: team@imvu042.world\r\nSubject: big\r\n\r\n" + body + "\r\n"
-		return sc.SendMail("a@example.org", []string{"team@imvu042.world"}, strings.NewReader(msg))
-	}
-	for i := 0; i < 2; i++ {
-		if err := send(); err != nil {
-			t.Fatalf("message %d: %v", i+1, err)
-		}
-	}
-	err := send()
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) || se.Code != 451 {
-		t.Fatalf("third message in a minute at 2/min: %v, want 451", err)
-	}
-	d, _ := n.Dir.IMVU("imvu042")
-	newMail, _ := os.ReadDir(filepath.Join(d, "mail", "team@imvu042.world", "new"))
-	if len(newMail) != 2 {
-		t.Fatalf("%d messages stored, want 2", len(newMail))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			root := t.TempDir()
+			if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
+				t.Fatal(err)
+			}
+			n := start(t, root)
+			c, _ := api.Dial("unix:" + n.Dir.Socket())
+			owner, _ := identity.Generate()
+			submit := func(kind string, params any) {
+				t.Helper()
+				a, _ := action.New(kind, "imvu042", identity.PublicOf(owner), params)
+				s, _ := action.Seal(a, owner)
+				if _, err := c.Submit(ctx, s); err != nil {
+					t.Fatalf("%s: %v", kind, err)
+				}
+			}
+			offer, _ := c.Offer(ctx)
+			tc.limit(&offer.Envelope)
+			submit(handshake.KindCreate, offer.Handshake("imvu042", identity.PublicOf(owner)))
+			submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(owner)})
+			var mx string
+			for _, l := range n.Status().Listeners {
+				if l.Name == "smtp" {
+					mx = l.Address
+				}
+			}
+			body := strings.Repeat(strings.Repeat("x", 70)+"\r\n", 22) // ~1.6 KB in short lines
+			send := func() error {
+				sc, err := smtp.Dial(mx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer sc.Close()
+				msg := "From: a@example.org\r\nTo: team@imvu042.world\r\nSubject: big\r\n\r\n" + body + "\r\n"
+				return sc.SendMail("a@example.org", []string{"team@imvu042.world"}, strings.NewReader(msg))
+			}
+			for i := 0; i < tc.accepted; i++ {
+				if err := send(); err != nil {
+					t.Fatalf("message %d: %v", i+1, err)
+				}
+			}
+			err := send()
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) || se.Code != tc.code {
+				t.Fatalf("message past the %s: %v, want %d", tc.name, err, tc.code)
+			}
+			d, _ := n.Dir.IMVU("imvu042")
+			stored, _ := os.ReadDir(filepath.Join(d, "mail", "team@imvu042.world", "new"))
+			if len(stored) != tc.accepted {
+				t.Fatalf("%d messages stored, want %d", len(stored), tc.accepted)
+			}
+		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -458,10 +457,7 @@ func (n *node) handshakeFor(t testing.TB, id string, owner ed25519.PrivateKey) h
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := offer.Sheet.Hash()
-	return handshake.Handshake{IMVU: id, Owner: pub(owner), Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet,
-		SheetHash: hex.EncodeToString(sum[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
-		GateSet: offer.GateSet, Powers: offer.Powers}
+	return offer.Handshake(id, pub(owner))
 }
 
 // create performs the handshake for id over the API with a fresh owner key.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -58,9 +57,7 @@ func newWorld(t *testing.T) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := offer.Sheet.Hash()
-		w.must(k, handshake.KindCreate, id, handshake.Handshake{IMVU: id, Owner: identity.PublicOf(k), Platform: offer.Platform,
-			Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+		w.must(k, handshake.KindCreate, id, offer.Handshake(id, identity.PublicOf(k)))
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	mid, err := identity.Issue(w.o42, identity.Statement{Issuer: identity.PublicOf(w.o42), Subject: identity.PublicOf(w.m42),
@@ -271,9 +268,7 @@ func TestOwnerOfTwoIMVUsExitsOneCleanly(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	offer, _ := w.c.Offer(ctx)
-	h := offer.Sheet.Hash()
-	w.must(w.o42, handshake.KindCreate, "imvu044", handshake.Handshake{IMVU: "imvu044", Owner: identity.PublicOf(w.o42), Platform: offer.Platform,
-		Envelope: offer.Envelope, PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: offer.GateSet})
+	w.must(w.o42, handshake.KindCreate, "imvu044", offer.Handshake("imvu044", identity.PublicOf(w.o42)))
 	env := offer.Envelope
 	env.CPUMilli += 100
 	w.must(w.admin, handshake.KindResize, "imvu044", handshake.EnvelopeParams{Envelope: env}, w.o42)

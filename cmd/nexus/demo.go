@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -186,7 +185,7 @@ func (d *demo) create(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	h := sheetHandshake("imvu042", k, offer)
+	h := offer.Handshake("imvu042", identity.PublicOf(k))
 	res, err := d.submit(ctx, k, handshake.KindCreate, "imvu042", h)
 	if err != nil {
 		return err
@@ -195,13 +194,6 @@ func (d *demo) create(ctx context.Context, root string) error {
 	d.say("envelope: %d millicores, %d MiB, %d pids; split %d/%d; gate set %d", h.Envelope.CPUMilli, h.Envelope.MemoryBytes>>20, h.Envelope.Pids, h.Split[0], h.Split[1], h.GateSet)
 	d.say("receipt (inclusion proof + signed checkpoint) for tree size %d", res.Receipt.Checkpoint.Size)
 	return nil
-}
-
-func sheetHandshake(id string, owner ed25519.PrivateKey, offer api.Offer) handshake.Handshake {
-	sum := offer.Sheet.Hash()
-	return handshake.Handshake{IMVU: id, Owner: identity.PublicOf(owner), Platform: offer.Platform, Envelope: offer.Envelope, PriceSheet: offer.Sheet,
-		SheetHash: hex.EncodeToString(sum[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
-		GateSet: offer.GateSet, Powers: offer.Powers}
 }
 
 // expectDenied prints a denial, and fails the demo if the action went through.
@@ -236,7 +228,7 @@ func (d *demo) hostile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h := sheetHandshake("imvu043", other, offer)
+	h := offer.Handshake("imvu043", identity.PublicOf(other))
 	h.Split = [2]int{60, 40}
 	res, err = d.submit(ctx, other, handshake.KindCreate, "imvu043", h)
 	if err := d.expectDenied("creator claims a 60/40 split for imvu043", res, err); err != nil {
@@ -244,7 +236,7 @@ func (d *demo) hostile(ctx context.Context) error {
 	}
 	var big handshake.Resources
 	big.CPUMilli = 1 << 40
-	h = sheetHandshake("imvu044", other, offer)
+	h = offer.Handshake("imvu044", identity.PublicOf(other))
 	h.Envelope.CPUMilli = big.CPUMilli
 	res, err = d.submit(ctx, other, handshake.KindCreate, "imvu044", h)
 	if err := d.expectDenied("imvu044 with an envelope past capacity", res, err); err != nil {

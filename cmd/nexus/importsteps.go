@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"slices"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/nexus-core/nexus/bundle"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
-	"github.com/nexus-core/nexus/revenue"
 )
 
 // step is one action of an import.
@@ -51,16 +49,14 @@ func importSteps(e *env, cmd *cobra.Command, b *bundle.Bundle, owner ed25519.Pri
 		}
 	}
 	// The new platform's prices apply: the owner agrees to them by importing.
-	sum := offer.Sheet.Hash()
-	var powers []string
+	// The envelope and the powers (those this platform offers) come along.
+	h := offer.Handshake(id, b.Manifest.Owner)
+	h.Envelope, h.Powers = st.Envelope, nil
 	for _, p := range st.Powers {
 		if slices.Contains(offer.Powers, p) {
-			powers = append(powers, p)
+			h.Powers = append(h.Powers, p)
 		}
 	}
-	h := handshake.Handshake{IMVU: id, Owner: b.Manifest.Owner, Platform: offer.Platform, Envelope: st.Envelope,
-		PriceSheet: offer.Sheet, SheetHash: hex.EncodeToString(sum[:]),
-		Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent}, GateSet: offer.GateSet, Powers: powers}
 	steps := []step{{"handshake", send(handshake.KindCreate, h)}}
 	for key, mid := range st.Members {
 		if _, revoked := st.Revoked[key]; revoked {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
 	"github.com/nexus-core/nexus/mailbox"
-	"github.com/nexus-core/nexus/revenue"
 )
 
 func cmdIMVU(e *env) *cobra.Command {
@@ -58,10 +56,8 @@ func cmdIMVU(e *env) *cobra.Command {
 			if !cmd.Flags().Changed("power") {
 				powers = offer.Powers
 			}
-			sheetHash := offer.Sheet.Hash()
-			h := handshake.Handshake{IMVU: args[0], Owner: identity.PublicOf(owner), Platform: offer.Platform, Envelope: envl, PriceSheet: offer.Sheet,
-				SheetHash: hex.EncodeToString(sheetHash[:]), Split: [2]int{revenue.CreatorPercent, revenue.PlatformPercent},
-				GateSet: offer.GateSet, Powers: powers}
+			h := offer.Handshake(args[0], identity.PublicOf(owner))
+			h.Envelope, h.Powers = envl, powers
 			if err := e.submit(cmd, &sg, owner, handshake.KindCreate, args[0], h); err != nil || sg.emit != "" || len(offer.TLDs) == 0 {
 				return err
 			}
