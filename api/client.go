@@ -180,12 +180,7 @@ func (c *Client) Export(ctx context.Context, owner ed25519.PrivateKey, id string
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e Error
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return &RemoteError{Code: resp.StatusCode, Message: e.Error}
-		}
-		return &RemoteError{Code: resp.StatusCode, Message: strings.TrimSpace(string(body))}
+		return remoteError(resp)
 	}
 	pw := &progressWriter{w: w, total: resp.ContentLength, fn: progress}
 	if _, err := io.Copy(pw, resp.Body); err != nil {
@@ -214,4 +209,14 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 func (c *Client) Lookup(ctx context.Context, name string) (Binding, error) {
 	var b Binding
 	return b, c.do(ctx, http.MethodGet, PathRegistry+"?name="+url.QueryEscape(name), nil, &b)
+}
+
+// remoteError reads a failed answer's body into a RemoteError.
+func remoteError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e Error
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return &RemoteError{Code: resp.StatusCode, Message: e.Error}
+	}
+	return &RemoteError{Code: resp.StatusCode, Message: strings.TrimSpace(string(body))}
 }

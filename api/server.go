@@ -43,6 +43,8 @@ type ServerConfig struct {
 	Metrics http.Handler // nil: no /metrics
 	// Export writes an exiting IMVU's bundle; nil: no export endpoint.
 	Export func(ctx context.Context, id string, w io.Writer) error
+	// Blobs keeps staged data; nil: no blob endpoint.
+	Blobs  Stager
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -78,6 +80,9 @@ func NewServer(cfg ServerConfig) *Server {
 	s.mux.HandleFunc("GET "+PathRegistry, s.registry)
 	if cfg.Export != nil {
 		s.mux.HandleFunc("POST "+PathExport, s.export)
+	}
+	if cfg.Blobs != nil {
+		s.mux.HandleFunc("POST "+PathBlobs, s.blobs)
 	}
 	if cfg.Metrics != nil {
 		s.mux.Handle("GET "+PathMetrics, cfg.Metrics)

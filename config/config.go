@@ -82,6 +82,9 @@ type Mail struct {
 	Cert          string   `toml:"cert"`           // TLS certificate; "" makes a self-signed node certificate
 	Key           string   `toml:"key"`
 	MeterEvery    Duration `toml:"meter_every"`
+	// Retry are the delays after the 1st, 2nd, ... failed delivery attempt;
+	// the last repeats. Empty: 1m, 5m, 15m, 1h, 4h.
+	Retry []Duration `toml:"retry"`
 }
 
 // Platform holds the constants written into the genesis entry.
@@ -203,6 +206,11 @@ func (c Config) Check() error {
 		}
 		if c.Mail.MeterEvery.Duration < time.Second {
 			return errors.New("mail.meter_every must be at least 1s")
+		}
+		for i, d := range c.Mail.Retry {
+			if d.Duration < 100*time.Millisecond {
+				return fmt.Errorf("mail.retry[%d] %s: want at least 100ms", i, d.Duration)
+			}
 		}
 	}
 	if c.Platform.Skew.Duration <= 0 {

@@ -41,8 +41,9 @@ func MeterNames() []string { return []string{"compute", "dns", "mail", "net"} }
 
 // InitOptions tune Init.
 type InitOptions struct {
-	Dev    bool   // pick free loopback ports
-	Period string // settlement period ("month" or a duration); "" keeps the default
+	Dev    bool     // pick free loopback ports
+	Period string   // settlement period ("month" or a duration); "" keeps the default
+	TLDs   []string // platform TLDs; empty keeps the default ("world")
 }
 
 // Init creates a data directory: config, platform keys, the first admin and the
@@ -71,6 +72,9 @@ func Init(ctx context.Context, root string, opts InitOptions) error {
 	}
 	if opts.Period != "" {
 		cfg.Platform.Period = opts.Period
+	}
+	if len(opts.TLDs) > 0 {
+		cfg.Platform.TLDs = opts.TLDs
 	}
 	if err := cfg.Check(); err != nil {
 		return err
@@ -162,6 +166,7 @@ type Node struct {
 	dns       *dnsService
 	resolver  *resolver.Resolver
 	mail      *mailService
+	blobs     *blobs
 	servers   []*http.Server
 	listeners []api.Listener
 	cancel    context.CancelFunc
@@ -212,6 +217,7 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 		return nil, err
 	}
 	n := &Node{Dir: dir, Config: cfg, Engine: eng, Ledger: lg, logger: logger}
+	n.blobs = &blobs{n: n}
 	eng.Watch(n.purgeExited)
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -269,7 +275,8 @@ func (n *Node) listen(reg *prometheus.Registry) error {
 		offer.VerifierKey = strings.TrimSpace(string(vkey))
 	}
 	srv := api.NewServer(api.ServerConfig{Engine: n.Engine, Ledger: n.Ledger, Status: n.Status, Offer: offer,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: n.logger.With("part", "api"), Export: n.Export})
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: n.logger.With("part", "api"), Export: n.Export,
+		Blobs: n.blobs})
 	var ls []net.Listener
 	if n.Config.API.Socket != "" {
 		path := n.Config.API.Socket

@@ -51,6 +51,7 @@ type mailService struct {
 	queue *mailq.Queue
 
 	started bool
+	restore chan struct{} // a mail.restore may be waiting to be unpacked
 	rateMu  sync.Mutex
 	rates   map[string]*bucket // IMVU -> its mail_per_minute allowance
 }
@@ -71,11 +72,16 @@ func (n *Node) startMail(ctx context.Context, reg prometheus.Registerer) error {
 	if err != nil {
 		return err
 	}
-	ms := &mailService{n: n, store: maildir.NewStore(), rates: map[string]*bucket{}}
+	ms := &mailService{n: n, store: maildir.NewStore(), rates: map[string]*bucket{}, restore: make(chan struct{}, 1)}
 	look := lookups{n: n}
+	var retry []time.Duration
+	for _, d := range c.Retry {
+		retry = append(retry, d.Duration)
+	}
 	if ms.queue, err = mailq.New(mailq.Config{Dir: ms.queueDir, IMVUs: n.imvuIDs, Resolver: look, Keys: ms.keys,
 		Local: ms.local, Hostname: c.Hostname, Port: c.RemotePort, TLS: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
-		Logger: n.logger.With("part", "mailq"), Registerer: reg}); err != nil {
+		Backoff: retry,
+		Logger:  n.logger.With("part", "mailq"), Registerer: reg}); err != nil {
 		return err
 	}
 	if ms.smtp, err = smtpd.New(smtpd.Config{MXAddr: c.MX, SubmissionAddr: c.Submission, SubmissionTLSAddr: c.SubmissionTLS,
@@ -112,8 +118,15 @@ func (n *Node) runMail(ctx context.Context) error {
 		n.listeners = append(n.listeners, api.Listener{Name: "submissions", Network: "tcp", Address: subTLS})
 	}
 
-	n.wg.Add(2)
+	n.Engine.Watch(func(*handshake.State, string) {
+		select {
+		case ms.restore <- struct{}{}:
+		default:
+		}
+	})
+	n.wg.Add(3)
 	go func() { defer n.wg.Done(); ms.queue.Run(ctx) }()
+	go func() { defer n.wg.Done(); ms.runRestores(ctx) }()
 	go func() {
 		defer n.wg.Done()
 		n.newMeter("mail", n.Config.Mail.MeterEvery.Duration, ms.meterSources).run(ctx)

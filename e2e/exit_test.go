@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +26,13 @@ func TestExitAndImport(t *testing.T) {
 	n.cliOK(t, "dns", "set", "imvu042.world", "stage", "A", "10.0.0.5", "--key", key)
 	n.cliOK(t, "domain", "bind", "imvu042-shop.world", "--imvu", "imvu042", "--key", key)
 	n.cliOK(t, "dns", "set", "imvu042-shop.world", "@", "TXT", `"hello"`, "--key", key)
+	// A message waits in creator@'s mailbox; it must leave with the IMVU.
+	swaks := need(t, "swaks", "swaks")
+	n.passwd(t, "creator@imvu042.world", key, "pw-exit")
+	if out, err := exec.Command(swaks, "--timeout", "20", "--server", n.listener(t, "smtp"), "--from", "creator@imvu042.world",
+		"--to", "creator@imvu042.world", "--header", "Subject: take me along").CombinedOutput(); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, tail(string(out), 1500))
+	}
 	meter := readKey(t, filepath.Join(n.dir, "platform", "meter-dns.key"))
 	n.must(t, meter, handshake.KindUsage, "imvu042", usage("imvu042", "dns", "dns_queries", 7, time.Now()))
 
@@ -105,6 +113,14 @@ func TestExitAndImport(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(n2.cliOK(t, "mail", "ls", "imvu042", "--key", key, "-o", "json")), &mail); err != nil || mail.Boxes["creator@imvu042.world"] == nil {
 		t.Fatalf("mailboxes on the new node: %v %+v", err, mail)
+	}
+	// And their messages, over IMAP, with the same password.
+	var msgs [][]byte
+	for deadline := time.Now().Add(15 * time.Second); len(msgs) == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		msgs, _ = imapFetch(t, n2.listener(t, "imap"), "creator@imvu042.world", "pw-exit")
+	}
+	if len(msgs) != 1 || !strings.Contains(string(msgs[0]), "Subject: take me along") {
+		t.Fatalf("creator@ on the new node holds %d messages, want the one sent before the exit", len(msgs))
 	}
 	// It serves the same zones there.
 	dig := need(t, "dig", "bind9-dnsutils")

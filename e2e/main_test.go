@@ -110,6 +110,20 @@ func tempDir(t testing.TB) string {
 // serve` on it; the daemon is stopped when the test ends.
 func newNode(t testing.TB, period string) *node {
 	t.Helper()
+	return newNodeWith(t, nodeOptions{period: period})
+}
+
+// nodeOptions shape a node beyond `init --dev`: its platform TLDs and edits
+// to nexus.toml made before the daemon first starts.
+type nodeOptions struct {
+	period string
+	tlds   []string
+	edit   func(*config.Config)
+}
+
+func newNodeWith(t testing.TB, o nodeOptions) *node {
+	t.Helper()
+	period := o.period
 	root := tempDir(t)
 	n := &node{dir: filepath.Join(root, "data"), keys: filepath.Join(root, "keys"),
 		meters: map[string]ed25519.PrivateKey{}, owners: map[string]ed25519.PrivateKey{}}
@@ -125,10 +139,18 @@ func newNode(t testing.TB, period string) *node {
 		}
 		n.cal = revenue.Calendar{Length: d}
 	}
+	for _, tld := range o.tlds {
+		args = append(args, "--tld", tld)
+	}
 	if out, err := exec.Command(nexusBin, args...).CombinedOutput(); err != nil {
 		t.Fatalf("nexus %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	n.socketOnly(t)
+	n.editConfig(t, func(c *config.Config) {
+		c.API.Listen = "" // the suites talk over the unix socket; parallel daemons must not race for loopback ports
+		if o.edit != nil {
+			o.edit(c)
+		}
+	})
 	var err error
 	if n.dd, err = datadir.Open(n.dir); err != nil {
 		t.Fatal(err)
@@ -151,23 +173,20 @@ func newNode(t testing.TB, period string) *node {
 	return n
 }
 
-// socketOnly drops the TCP listener `init --dev` picked: the suites talk over
-// the unix socket, and parallel daemons must not race for loopback ports.
-func (n *node) socketOnly(t testing.TB) {
+// editConfig rewrites the node's nexus.toml; it takes effect at the next start.
+func (n *node) editConfig(t testing.TB, edit func(*config.Config)) {
 	t.Helper()
-	cfg, err := config.Load(filepath.Join(n.dir, "nexus.toml"))
+	path := filepath.Join(n.dir, "nexus.toml")
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.API.Listen == "" {
-		t.Fatal("nexus.toml has no loopback API listener to drop")
-	}
-	cfg.API.Listen = ""
+	edit(&cfg)
 	b, err := cfg.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(n.dir, "nexus.toml"), b, 0o644); err != nil {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

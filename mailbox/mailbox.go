@@ -29,6 +29,8 @@ const (
 	KindPasswd = "mail.passwd"
 	KindRemove = "mail.rm"
 	KindRotate = "mail.dkim.rotate"
+	// KindRestore puts a staged archive of messages into a mailbox (import).
+	KindRestore = "mail.restore"
 )
 
 // Resource is the resource kind of mailboxes.
@@ -45,6 +47,18 @@ type Box struct {
 type Mail struct {
 	Boxes     map[string]Box    `json:"boxes"`     // address -> mailbox
 	Selectors map[string]string `json:"selectors"` // domain -> active DKIM selector
+	// Restores are the message archives put into mailboxes by mail.restore,
+	// in ledger order. The daemon unpacks each staged archive once.
+	Restores []Restore `json:"restores,omitempty"`
+}
+
+// Restore is one archive of messages (a gzip'd tar of a Maildir, as an exit
+// bundle holds it) restored into a mailbox.
+type Restore struct {
+	Address string `json:"address"`
+	Blob    string `json:"blob"` // SHA-256 of the staged archive
+	Bytes   uint64 `json:"bytes"`
+	Index   uint64 `json:"index"` // ledger index of the action
 }
 
 const key = "mail"
@@ -65,6 +79,13 @@ type PasswdParams struct {
 // RemoveParams deletes a mailbox.
 type RemoveParams struct {
 	Address string `json:"address"`
+}
+
+// RestoreParams name a staged message archive and the mailbox it goes into.
+type RestoreParams struct {
+	Address string `json:"address"`
+	Blob    string `json:"blob"`  // SHA-256, hex, of the archive staged at /v1/blobs
+	Bytes   uint64 `json:"bytes"` // its size: counted against the mail envelope
 }
 
 // RotateParams makes a new DKIM selector active for a domain.
@@ -102,6 +123,7 @@ func Register(e *handshake.Engine, exp handshake.Exporter, imp handshake.Importe
 		{Name: KindPasswd, Resource: Resource, Where: handshake.OnIMVU, Roles: self, Prepare: preparePasswd, Apply: applyPasswd},
 		{Name: KindRemove, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRemove, Apply: applyRemove},
 		{Name: KindRotate, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRotate, Apply: applyRotate},
+		{Name: KindRestore, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRestore, Apply: applyRestore},
 	}
 	return e.RegisterService(handshake.Resource{Name: Resource, Exporter: exp, Importer: imp}, kinds...)
 }
@@ -269,6 +291,39 @@ func applyRotate(tx *handshake.Tx) error {
 		return err
 	}
 	mail.Selectors[p.Domain] = p.Selector
+	return tx.Store(key, mail)
+}
+
+var blobRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func prepareRestore(r *handshake.Request) error {
+	p, err := handshake.DecodeParams[RestoreParams](r)
+	if err != nil {
+		return err
+	}
+	p.Address = strings.ToLower(p.Address)
+	if !blobRE.MatchString(p.Blob) {
+		return fmt.Errorf("blob %q: want the SHA-256 (64 lower-case hex digits) of a staged archive", p.Blob)
+	}
+	m := r.IMVU()
+	if m == nil {
+		return fmt.Errorf("no IMVU %s", r.Action.Scope)
+	}
+	if _, ok := Of(m).Boxes[p.Address]; !ok && !r.Replay {
+		return fmt.Errorf("no mailbox %s in %s", p.Address, m.ID)
+	}
+	r.Names = append(r.Names, handshake.Name{Type: "mailbox", ID: p.Address, Use: handshake.Own})
+	r.Demand = handshake.Resources{MailBytes: p.Bytes}
+	return nil
+}
+
+func applyRestore(tx *handshake.Tx) error {
+	p := tx.Params().(*RestoreParams)
+	mail, err := load(tx)
+	if err != nil {
+		return err
+	}
+	mail.Restores = append(mail.Restores, Restore{Address: p.Address, Blob: p.Blob, Bytes: p.Bytes, Index: tx.Index()})
 	return tx.Store(key, mail)
 }
 

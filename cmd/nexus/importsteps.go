@@ -1,13 +1,20 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nexus-core/nexus/action"
+	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/archive"
 	"github.com/nexus-core/nexus/bundle"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
@@ -64,9 +71,60 @@ func importSteps(e *env, cmd *cobra.Command, b *bundle.Bundle, owner ed25519.Pri
 		}
 		steps = append(steps, step{"member " + key.String(), send(handshake.KindIssue, handshake.IssueParams{Identity: mid})})
 	}
-	more, err := serviceImportSteps(b, send)
+	put := func(prefix string) (api.BlobParams, error) { return stageFiles(ctxOf(cmd), c, owner, b, prefix) }
+	more, err := serviceImportSteps(b, send, put)
 	if err != nil {
 		return nil, err
 	}
 	return append(steps, more...), nil
+}
+
+// stageFiles packs the bundle's files under prefix (a folder of the bundle)
+// into an archive and stages it on the node for the IMVU, for an action that
+// names its digest.
+func stageFiles(ctx context.Context, c *api.Client, owner ed25519.PrivateKey, b *bundle.Bundle, prefix string) (api.BlobParams, error) {
+	tmp, err := os.MkdirTemp("", "nexus-stage-")
+	if err != nil {
+		return api.BlobParams{}, err
+	}
+	defer os.RemoveAll(tmp)
+	tree := filepath.Join(tmp, "tree")
+	for name, data := range b.Files {
+		rel, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		dst := filepath.Join(tree, filepath.FromSlash(rel))
+		if !strings.HasPrefix(dst, tree+string(filepath.Separator)) {
+			return api.BlobParams{}, fmt.Errorf("bundle file %q leaves its folder", name)
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return api.BlobParams{}, err
+		}
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
+			return api.BlobParams{}, err
+		}
+	}
+	f, err := os.Create(filepath.Join(tmp, "archive.tar.gz"))
+	if err != nil {
+		return api.BlobParams{}, err
+	}
+	defer f.Close()
+	if err := archive.Write(ctx, tree, f); err != nil {
+		return api.BlobParams{}, fmt.Errorf("pack %s: %w", prefix, err)
+	}
+	if err := f.Close(); err != nil {
+		return api.BlobParams{}, err
+	}
+	return c.PutBlob(ctx, owner, b.Manifest.IMVU, f.Name())
+}
+
+// hasFiles reports whether the bundle holds any file under prefix.
+func hasFiles(b *bundle.Bundle, prefix string) bool {
+	for name := range b.Files {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
 }

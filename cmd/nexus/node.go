@@ -35,6 +35,7 @@ func cmdInit(e *env) *cobra.Command {
 	}
 	c.Flags().BoolVar(&opts.Dev, "dev", false, "bind every listener to a free 127.0.0.1 port when serve starts (nexus status shows them)")
 	c.Flags().StringVar(&opts.Period, "period", "", `settlement period: "month" (default) or a duration like "10s"`)
+	c.Flags().StringSliceVar(&opts.TLDs, "tld", nil, `platform TLD IMVU names are bound under (repeatable; default "world")`)
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nexus-core/nexus/api"
 	"github.com/nexus-core/nexus/bundle"
 	"github.com/nexus-core/nexus/dns"
 	"github.com/nexus-core/nexus/handshake"
@@ -25,7 +26,7 @@ func serviceKinds() []func(*handshake.Engine) error {
 
 // serviceImportSteps lists the actions that restore the services' data from a
 // bundle: the IMVU's other domains, then every zone's records.
-func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) func() error) ([]step, error) {
+func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) func() error, put func(prefix string) (api.BlobParams, error)) ([]step, error) {
 	var steps []step
 	home := b.Manifest.IMVU + "." + firstTLD(b)
 	var zones []string
@@ -47,12 +48,21 @@ func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) fun
 			steps = append(steps, step{"zone " + z, send(registry.KindImport, registry.ImportParams{Zone: z, Records: recs})})
 		}
 	}
-	// Mailboxes, bound to the same identities, with the same password hashes.
-	// (Their Maildirs are in the bundle; restoring the messages is not built yet.)
+	// Mailboxes, bound to the same identities, with the same password hashes,
+	// then their messages: each Maildir is staged and restored by digest.
 	mail := mailbox.Of(b.State)
 	for _, addr := range mail.Addresses() {
 		box := mail.Boxes[addr]
 		steps = append(steps, step{"mailbox " + addr, send(mailbox.KindAdd, mailbox.AddParams{Address: addr, Identity: box.Identity, Password: box.Password})})
+		if prefix := "mail/" + addr + "/"; hasFiles(b, prefix) {
+			steps = append(steps, step{"messages of " + addr, func() error {
+				p, err := put(prefix)
+				if err != nil {
+					return err
+				}
+				return send(mailbox.KindRestore, mailbox.RestoreParams{Address: addr, Blob: p.SHA256, Bytes: uint64(p.Size)})()
+			}})
+		}
 	}
 	for domain, sel := range mail.Selectors {
 		steps = append(steps, step{"dkim " + domain, send(mailbox.KindRotate, mailbox.RotateParams{Domain: domain, Selector: sel})})

@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexus-core/nexus/config"
+)
+
+// fixedPort returns a loopback port free for TCP and UDP, below Linux's
+// ephemeral range so no other process is handed it by the kernel while the
+// test holds it across restarts.
+func fixedPort(t *testing.T) int {
+	t.Helper()
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return p
+	}
+	t.Fatal("no free loopback port")
+	return 0
+}
+
+// TestMailAcrossNodes: two nodes with their own TLDs and their own DNS. A
+// message from creator@imvu042.world to creator@imvu043.earth is routed by
+// an MX lookup through node A's resolver (forwarding to node B's authority)
+// and arrives with SPF, DKIM and DMARC passing. Then node B goes away (its DNS
+// and its MX: a DNS outage for A), A queues the next message, A restarts,
+// B comes back, and the message is delivered exactly once.
+func TestMailAcrossNodes(t *testing.T) {
+	t.Parallel()
+	swaks := need(t, "swaks", "swaks")
+	dnsA, dnsB, mxA, mxB := fixedPort(t), fixedPort(t), fixedPort(t), fixedPort(t)
+	wire := func(ownDNS, peerDNS, ownMX, peerMX int) func(*config.Config) {
+		return func(c *config.Config) {
+			c.DNS.Listen = fmt.Sprintf("127.0.0.1:%d", ownDNS)
+			c.Mail.MX = fmt.Sprintf("127.0.0.1:%d", ownMX)
+			c.Mail.RemotePort = peerMX
+			c.Resolver.Listen = "127.0.0.1:0"
+			c.Resolver.Forwarders = []string{fmt.Sprintf("127.0.0.1:%d", peerDNS)}
+			c.Resolver.TrustAnchors = nil
+			c.Mail.Retry = []config.Duration{{Duration: 300 * time.Millisecond}, {Duration: 700 * time.Millisecond}}
+		}
+	}
+	a := newNodeWith(t, nodeOptions{edit: wire(dnsA, dnsB, mxA, mxB)})
+	b := newNodeWith(t, nodeOptions{tlds: []string{"earth"}, edit: wire(dnsB, dnsA, mxB, mxA)})
+	a.createViaCLI(t, "imvu042")
+	b.createViaCLI(t, "imvu043")
+	a.passwd(t, "creator@imvu042.world", a.keyFile("imvu042"), "pw-a")
+	b.passwd(t, "creator@imvu043.earth", b.keyFile("imvu043"), "pw-b")
+
+	submit := func(subject string) {
+		t.Helper()
+		out, err := exec.Command(swaks, "--timeout", "20", "--server", a.listener(t, "submission"), "--tls",
+			"--auth", "PLAIN", "--auth-user", "creator@imvu042.world", "--auth-password", "pw-a",
+			"--from", "creator@imvu042.world", "--to", "creator@imvu043.earth", "--header", "Subject: "+subject).CombinedOutput()
+		if err != nil {
+			t.Fatalf("swaks: %v\n%s", err, tail(string(out), 1500))
+		}
+	}
+	inbox := func(want int) [][]byte {
+		t.Helper()
+		var msgs [][]byte
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			if msgs, _ = imapFetch(t, b.listener(t, "imap"), "creator@imvu043.earth", "pw-b"); len(msgs) >= want {
+				break
+			}
+		}
+		if len(msgs) != want {
+			t.Fatalf("creator@imvu043.earth holds %d messages, want %d", len(msgs), want)
+		}
+		return msgs
+	}
+
+	submit("across nodes")
+	got := inbox(1)[0]
+	for _, want := range []string{"Subject: across nodes", "spf=pass", "dkim=pass", "dmarc=pass"} {
+		if !bytes.Contains(got, []byte(want)) {
+			t.Fatalf("delivered message lacks %q:\n%s", want, tail(string(got), 2000))
+		}
+	}
+
+	// Outage: B's DNS and MX are gone. A accepts the message and keeps it.
+	b.stop(t)
+	submit("through the outage")
+	queue := filepath.Join(a.dir, "imvu", "imvu042", "mail", "queue")
+	deadline := time.Now().Add(10 * time.Second)
+	for queued(t, queue) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing in %s while the peer is down", queue)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // a few failed attempts
+	if queued(t, queue) == 0 {
+		t.Fatal("the queued message vanished while the peer was down")
+	}
+	a.restart(t) // the queue survives a restart of the sender
+	b.start(t)
+	inbox(2)
+	time.Sleep(2 * time.Second) // a duplicate would land by now
+	if msgs := inbox(2); !bytes.Contains(msgs[1], []byte("Subject: through the outage")) {
+		t.Fatalf("second message:\n%s", tail(string(msgs[1]), 1500))
+	}
+	for deadline := time.Now().Add(10 * time.Second); queued(t, queue) != 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the delivered message is still queued")
+		}
+	}
+}
+
+// passwd sets a mailbox's password with `nexus mail passwd --password-stdin`.
+func (n *node) passwd(t testing.TB, addr, key, pw string) {
+	t.Helper()
+	cmd := exec.Command(nexusBin, "mail", "passwd", addr, "--key", key, "--password-stdin", "--data", n.dir)
+	cmd.Stdin = strings.NewReader(pw + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mail passwd %s: %v\n%s", addr, err, out)
+	}
+}
+
+// queued counts the message files in a queue folder.
+func queued(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".json") {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
