@@ -52,6 +52,8 @@ type mailService struct {
 
 	started bool
 	restore chan struct{} // a mail.restore may be waiting to be unpacked
+	usageMu sync.Mutex
+	usage   map[string]*mailUsage // IMVU -> stored mail, measured and then counted up
 	rateMu  sync.Mutex
 	rates   map[string]*bucket // IMVU -> its mail_per_minute allowance
 }
@@ -72,7 +74,7 @@ func (n *Node) startMail(ctx context.Context, reg prometheus.Registerer) error {
 	if err != nil {
 		return err
 	}
-	ms := &mailService{n: n, store: maildir.NewStore(), rates: map[string]*bucket{}, restore: make(chan struct{}, 1)}
+	ms := &mailService{n: n, store: maildir.NewStore(), rates: map[string]*bucket{}, usage: map[string]*mailUsage{}, restore: make(chan struct{}, 1)}
 	look := lookups{n: n}
 	var retry []time.Duration
 	for _, d := range c.Retry {
@@ -226,7 +228,7 @@ func (ms *mailService) Deliver(_ context.Context, to smtpd.Mailbox, msg []byte) 
 		}
 		mb = junk
 	}
-	_, err = mb.Deliver(bytes.NewReader(msg), imapd.MaxMessageSize)
+	_, err = mb.DeliverWith(bytes.NewReader(msg), maildir.DeliverOptions{Max: imapd.MaxMessageSize, NoUID: true})
 	return err
 }
 
@@ -560,6 +562,9 @@ func (l lookups) LookupHost(ctx context.Context, host string) ([]string, error) 
 
 // fits refuses a message that would take the IMVU's mail past its envelope's
 // mail_bytes (G07 for stored mail): 552 5.2.2, as a full mailbox answers.
+// The mailboxes are measured at most every usageTTL; deliveries in between
+// are added to the measure, and removals are seen at the next measure, so the
+// count errs only on the full side.
 func (ms *mailService) fits(imvu string, size int64) error {
 	var limit int64
 	var addrs []string
@@ -573,29 +578,54 @@ func (ms *mailService) fits(imvu string, size int64) error {
 	if limit <= 0 {
 		return nil
 	}
+	ms.usageMu.Lock()
+	defer ms.usageMu.Unlock()
+	u := ms.usage[imvu]
+	if u == nil || time.Since(u.at) > usageTTL {
+		used, err := ms.measure(imvu, addrs)
+		if err != nil {
+			return err
+		}
+		u = &mailUsage{bytes: used, at: time.Now()}
+		ms.usage[imvu] = u
+	}
+	if u.bytes+size > limit {
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "mailbox full: the IMVU's mail envelope is used up"}
+	}
+	u.bytes += size
+	return nil
+}
+
+// usageTTL bounds how stale a measure of an IMVU's stored mail may be.
+const usageTTL = 5 * time.Second
+
+type mailUsage struct {
+	bytes int64
+	at    time.Time
+}
+
+// measure sums the bytes stored in the IMVU's mailboxes.
+func (ms *mailService) measure(imvu string, addrs []string) (int64, error) {
 	used := int64(0)
 	for _, a := range addrs {
 		path, err := ms.boxPath(imvu, a)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if _, err := os.Stat(path); err != nil {
 			continue
 		}
 		mb, err := ms.store.Open(path)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		n, err := mb.Size()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		used += n
 	}
-	if used+size > limit {
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "mailbox full: the IMVU's mail envelope is used up"}
-	}
-	return nil
+	return used, nil
 }
 
 // allow is the per-IMVU rate limit from its envelope's mail_per_minute, for mail

@@ -181,6 +181,45 @@ type box struct {
 	torn     bool // file ends in a partial line
 
 	names map[string]string // key -> "new/NAME" or "cur/NAME:2,.."
+
+	newSync groupSync // fsyncs of new/, shared by deliveries in flight
+}
+
+// groupSync makes renames into one folder durable with as few fsyncs of the
+// folder as there are waves of callers: a caller's rename is covered by any
+// fsync that starts after it, so callers arriving while one runs share the
+// next. (Deliveries in parallel otherwise queue one fsync each.)
+type groupSync struct {
+	mu        sync.Mutex
+	cond      *sync.Cond
+	requested uint64 // tickets handed out
+	completed uint64 // every ticket up to this one is durable
+	running   bool
+	err       error // of the last fsync; reported to the tickets it covered
+}
+
+func (g *groupSync) sync(dir string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	g.requested++
+	ticket := g.requested
+	for g.completed < ticket {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		batch := g.requested
+		g.mu.Unlock()
+		err := syncDir(dir)
+		g.mu.Lock()
+		g.running, g.completed, g.err = false, batch, err
+		g.cond.Broadcast()
+	}
+	return g.err
 }
 
 // locked runs fn with the in-process and cross-process locks held and the
@@ -558,6 +597,11 @@ type DeliverOptions struct {
 	Max      int64     // maximum size in bytes; <= 0 means unlimited
 	Flags    []string  // initial flags (message goes straight to cur/)
 	Internal time.Time // internal date; zero means now
+	// NoUID leaves the UID to the next listing of the mailbox, as a mail
+	// delivery agent does: the message is durable either way, and deliveries
+	// in parallel do not queue for the uidlist lock and its fsync. The
+	// returned Message then has UID 0.
+	NoUID bool
 }
 
 // Deliver stores the message read from r. The data is written to tmp/,
@@ -615,7 +659,7 @@ func (m *Mailbox) DeliverWith(r io.Reader, o DeliverOptions) (Message, error) {
 	key := uniq + ",S=" + strconv.FormatInt(n, 10)
 	msg := Message{Key: key, Size: n, Internal: sec}
 	msg.Flags, _ = ParseInfo(info)
-	if err := m.install(tmp, key, info, &msg); err != nil {
+	if err := m.install(tmp, key, info, !o.NoUID, &msg); err != nil {
 		os.Remove(tmp)
 		return Message{}, err
 	}
@@ -623,8 +667,8 @@ func (m *Mailbox) DeliverWith(r io.Reader, o DeliverOptions) (Message, error) {
 }
 
 // install renames a prepared file into new/ (no flags) or cur/, fsyncs the
-// directory and assigns a UID.
-func (m *Mailbox) install(from, key, info string, msg *Message) error {
+// directory and, if asked, assigns a UID.
+func (m *Mailbox) install(from, key, info string, uid bool, msg *Message) error {
 	rel := "new/" + key
 	if info != "" {
 		rel = "cur/" + key + ":" + info
@@ -632,8 +676,15 @@ func (m *Mailbox) install(from, key, info string, msg *Message) error {
 	if err := os.Rename(from, filepath.Join(m.dir, rel)); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Join(m.dir, filepath.Dir(rel))); err != nil {
+	sync := func() error { return syncDir(filepath.Join(m.dir, "cur")) }
+	if info == "" {
+		sync = func() error { return m.b.newSync.sync(filepath.Join(m.dir, "new")) }
+	}
+	if err := sync(); err != nil {
 		return err
+	}
+	if !uid {
+		return nil
 	}
 	return m.b.locked(func() error {
 		if err := m.b.assign([]string{key}); err != nil {
@@ -774,7 +825,7 @@ func (m *Mailbox) Copy(key string, to *Mailbox) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	if err := to.install(tmp, msg.Key, info, &msg); err != nil {
+	if err := to.install(tmp, msg.Key, info, true, &msg); err != nil {
 		os.Remove(tmp)
 		return Message{}, err
 	}
@@ -840,7 +891,7 @@ func (m *Mailbox) Move(key string, to *Mailbox) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	if err := to.install(tmp, msg.Key, info, &msg); err != nil {
+	if err := to.install(tmp, msg.Key, info, true, &msg); err != nil {
 		os.Remove(tmp)
 		return Message{}, err
 	}

@@ -296,3 +296,26 @@ func FuzzParseInfo(f *testing.F) {
 		}
 	})
 }
+
+// TestDeliverNoUID: a delivery that leaves the UID to the next listing is
+// durable at once and gets the next UID when the mailbox is listed.
+func TestDeliverNoUID(t *testing.T) {
+	root := t.TempDir()
+	m, _ := NewStore().Open(root)
+	a, _ := m.Deliver(strings.NewReader(msgText(1)), 0)
+	b, err := m.DeliverWith(strings.NewReader(msgText(2)), DeliverOptions{NoUID: true})
+	if err != nil || b.UID != 0 {
+		t.Fatalf("NoUID delivery: %+v %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "new", b.Key)); err != nil {
+		t.Fatalf("not in new/: %v", err)
+	}
+	list, err := NewStore().Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := list.List()
+	if err != nil || len(msgs) != 2 || msgs[0].UID != a.UID || msgs[1].UID != a.UID+1 || msgs[1].Key != b.Key {
+		t.Fatalf("listing after a NoUID delivery: %+v %v", msgs, err)
+	}
+}
