@@ -241,18 +241,37 @@ func headerOf(msg []byte) []byte {
 
 // Authenticate implements smtpd.Authenticator.
 func (ms *mailService) Authenticate(_ context.Context, user, pass string) (smtpd.Mailbox, error) {
-	imvu, b, _, ok := ms.box(user)
-	if !ok || b.Password == "" || !mailbox.Check(b.Password, pass) {
-		return smtpd.Mailbox{}, errors.New("invalid credentials")
+	imvu, b, _, err := ms.login(user, pass)
+	if err != nil {
+		return smtpd.Mailbox{}, err
 	}
 	return smtpd.Mailbox{Address: b.Address, IMVU: imvu}, nil
 }
 
-// Login implements imapd.Authenticator.
-func (ms *mailService) Login(_ context.Context, user, pass string) (imapd.Account, error) {
+// login checks a mailbox's password and that the identity the mailbox is
+// bound to still stands in its IMVU: revoking a member ends its mail logins.
+func (ms *mailService) login(user, pass string) (imvu string, b mailbox.Box, quota int64, err error) {
 	imvu, b, quota, ok := ms.box(user)
 	if !ok || b.Password == "" || !mailbox.Check(b.Password, pass) {
-		return imapd.Account{}, errors.New("invalid credentials")
+		return "", b, 0, errors.New("invalid credentials")
+	}
+	standing := false
+	ms.n.Engine.View(func(st *handshake.State) error {
+		role, ok := st.RoleOf(b.Identity, imvu)
+		standing = ok && !role.Revoked && (role.Identity == nil || role.Identity.ValidAt(time.Now()) == nil)
+		return nil
+	})
+	if !standing {
+		return "", b, 0, errors.New("invalid credentials")
+	}
+	return imvu, b, quota, nil
+}
+
+// Login implements imapd.Authenticator.
+func (ms *mailService) Login(_ context.Context, user, pass string) (imapd.Account, error) {
+	imvu, b, quota, err := ms.login(user, pass)
+	if err != nil {
+		return imapd.Account{}, err
 	}
 	path, err := ms.boxPath(imvu, b.Address)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nexus-core/nexus/config"
+	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/identity"
 )
 
 // fixedPort returns a loopback port free for TCP and UDP, below Linux's
@@ -157,4 +159,44 @@ func queued(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestRevokedMemberLosesMail: a member's mailbox answers its password over
+// IMAP and submission until the owner revokes the member; then neither does.
+func TestRevokedMemberLosesMail(t *testing.T) {
+	t.Parallel()
+	swaks := need(t, "swaks", "swaks")
+	n := newNode(t, "")
+	owner := n.createViaCLI(t, "imvu042")
+	member := n.newKey(t, "member")
+	now := time.Now()
+	n.must(t, owner, handshake.KindIssue, "imvu042", issueParams(t, owner, pub(member), "imvu042", identity.RoleMember, now.Add(-time.Minute), now.Add(time.Hour)))
+	n.cliOK(t, "mail", "add", "team@imvu042.world", "--identity", pub(member).String(), "--key", n.keyFile("imvu042"))
+	n.passwd(t, "team@imvu042.world", n.keyFile("member"), "pw-member")
+	login := func() string {
+		_, failed := imapFetch(t, n.listener(t, "imap"), "team@imvu042.world", "pw-member")
+		return failed
+	}
+	submit := func() error {
+		out, err := exec.Command(swaks, "--timeout", "20", "--server", n.listener(t, "submission"), "--tls", "--auth", "PLAIN",
+			"--auth-user", "team@imvu042.world", "--auth-password", "pw-member", "--from", "team@imvu042.world",
+			"--to", "creator@imvu042.world").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, tail(string(out), 300))
+		}
+		return nil
+	}
+	if failed := login(); failed != "" {
+		t.Fatalf("the member's login failed before the revocation: %s", failed)
+	}
+	if err := submit(); err != nil {
+		t.Fatalf("the member's submission failed before the revocation: %v", err)
+	}
+	n.must(t, owner, handshake.KindRevoke, "imvu042", handshake.RevokeParams{Key: pub(member)})
+	if failed := login(); failed == "" {
+		t.Fatal("a revoked member still logs in to its mailbox over IMAP")
+	}
+	if err := submit(); err == nil || !strings.Contains(err.Error(), "535") {
+		t.Fatalf("a revoked member still submits mail: %v", err)
+	}
 }
