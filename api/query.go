@@ -136,6 +136,12 @@ func (s *Server) answer(ctx context.Context, st *handshake.State, q *action.Quer
 		}
 		return ReceiptAnswer{Index: p.Index, Proof: string(txt), Record: e.Record}, nil
 	}
+	if v, ok := s.cfg.Views[q.Kind]; ok {
+		if st.IMVUs[q.Scope] == nil || !imvuRole(role) {
+			return nil, fmt.Errorf("%w: %s is read by its owner and members only", errScope, q.Kind)
+		}
+		return v(ctx, st, q)
+	}
 	return nil, fmt.Errorf("no query kind %q", q.Kind)
 }
 

@@ -44,7 +44,11 @@ type ServerConfig struct {
 	// Export writes an exiting IMVU's bundle; nil: no export endpoint.
 	Export func(ctx context.Context, id string, w io.Writer) error
 	// Blobs keeps staged data; nil: no blob endpoint.
-	Blobs  Stager
+	Blobs Stager
+	// Exec runs accepted compute.exec actions; nil: no exec endpoint.
+	Exec Execer
+	// Views answer services' reads by query kind.
+	Views  map[string]View
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -83,6 +87,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.Blobs != nil {
 		s.mux.HandleFunc("POST "+PathBlobs, s.blobs)
+	}
+	if cfg.Exec != nil {
+		s.mux.HandleFunc("POST "+PathExec, s.exec)
 	}
 	if cfg.Metrics != nil {
 		s.mux.Handle("GET "+PathMetrics, cfg.Metrics)
@@ -128,11 +135,19 @@ func (s *Server) actions(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
-	res, err := s.cfg.Engine.Submit(r.Context(), &sa)
+	if res, ok := s.submit(w, r, &sa); ok {
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// submit hands a signed action to the engine; on a refusal it answers the
+// request itself and reports false.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, sa *action.Signed) (*handshake.Result, bool) {
+	res, err := s.cfg.Engine.Submit(r.Context(), sa)
 	var d *handshake.Denial
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, res)
+		return res, true
 	case errors.As(err, &d):
 		writeErr(w, http.StatusForbidden, err)
 	case errors.Is(err, handshake.ErrJunk):
@@ -141,6 +156,7 @@ func (s *Server) actions(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Error("submit", "err", err)
 		writeErr(w, http.StatusInternalServerError, err)
 	}
+	return nil, false
 }
 
 // errScope is the answer to a read outside the reader's scope. It does not say

@@ -31,27 +31,9 @@ func (s *signing) flags(c *cobra.Command) {
 // submit builds an action from the caller's key, adds the cosignatures, and
 // submits it (or writes it out with --emit).
 func (e *env) submit(cmd *cobra.Command, s *signing, actor ed25519.PrivateKey, kind, scope string, params any) error {
-	a, err := action.New(kind, scope, identity.PublicOf(actor), params)
+	sa, err := s.seal(actor, kind, scope, params)
 	if err != nil {
 		return err
-	}
-	var cos []ed25519.PrivateKey
-	for _, f := range s.cosign {
-		k, err := identity.ReadKeyFile(f)
-		if err != nil {
-			return err
-		}
-		cos = append(cos, k)
-		a.Cosigners = append(a.Cosigners, identity.PublicOf(k))
-	}
-	sa, err := action.Seal(a, actor)
-	if err != nil {
-		return err
-	}
-	for _, k := range cos {
-		if err := sa.Sign(k); err != nil {
-			return err
-		}
 	}
 	if s.emit != "" {
 		b, err := json.MarshalIndent(sa, "", "  ")
@@ -66,6 +48,33 @@ func (e *env) submit(cmd *cobra.Command, s *signing, actor ed25519.PrivateKey, k
 		})
 	}
 	return e.send(cmd, sa)
+}
+
+// seal builds and signs an action with the caller's key and the cosigners'.
+func (s *signing) seal(actor ed25519.PrivateKey, kind, scope string, params any) (*action.Signed, error) {
+	a, err := action.New(kind, scope, identity.PublicOf(actor), params)
+	if err != nil {
+		return nil, err
+	}
+	var cos []ed25519.PrivateKey
+	for _, f := range s.cosign {
+		k, err := identity.ReadKeyFile(f)
+		if err != nil {
+			return nil, err
+		}
+		cos = append(cos, k)
+		a.Cosigners = append(a.Cosigners, identity.PublicOf(k))
+	}
+	sa, err := action.Seal(a, actor)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range cos {
+		if err := sa.Sign(k); err != nil {
+			return nil, err
+		}
+	}
+	return sa, nil
 }
 
 // send submits a signed action and prints the result.
