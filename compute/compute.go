@@ -29,6 +29,9 @@ const (
 	KindExec     = "compute.exec"
 	KindSnapshot = "compute.snapshot"
 	KindRollback = "compute.rollback"
+	// KindRestore puts a staged archive of a workload's files (as an exit
+	// bundle holds them) in place, with the snapshots it names (import).
+	KindRestore = "compute.restore"
 )
 
 // Resource is the resource kind of workloads.
@@ -62,13 +65,26 @@ type Workload struct {
 	// Running is what the owner asked for last; Generation counts every
 	// (re)start the ledger asked for, so the supervisor can tell a new start
 	// from one it already made.
-	Running    bool       `json:"running"`
-	Generation uint64     `json:"generation"`
-	Created    uint64     `json:"created"` // ledger index of compute.run
-	Snapshots  []Snapshot `json:"snapshots,omitempty"`
+	Running    bool   `json:"running"`
+	Generation uint64 `json:"generation"`
+	Created    uint64 `json:"created"` // ledger index of compute.run
+	// Slot is the workload's place on its IMVU's network: its address is
+	// the slot-th host address of the IMVU's prefix, past the gateway.
+	Slot      uint32     `json:"slot"`
+	Snapshots []Snapshot `json:"snapshots,omitempty"`
 	// Rollback is the last rollback asked for; the supervisor applies each
 	// one once.
 	Rollback *Rollback `json:"rollback,omitempty"`
+	// Restore is the archive of files an import put in place; the
+	// supervisor unpacks it once, before the workload first starts here.
+	Restore *Restore `json:"restore,omitempty"`
+}
+
+// Restore names a staged archive of a workload's folder.
+type Restore struct {
+	Blob  string `json:"blob"`
+	Bytes uint64 `json:"bytes"`
+	Index uint64 `json:"index"`
 }
 
 // Snapshot is a point a workload can be rolled back to.
@@ -83,9 +99,22 @@ type Rollback struct {
 	Index    uint64 `json:"index"`
 }
 
+// VMOverhead is the memory qemu needs beside a VM's own: it is charged to
+// the VM's cgroup, so the VM's demand and ceiling include it.
+const VMOverhead = 96 << 20
+
 // Demand is what the workload takes from its IMVU's envelope.
 func (w *Workload) Demand() handshake.Resources {
-	return handshake.Resources{CPUMilli: w.CPUMilli, MemoryBytes: w.MemoryBytes, Pids: w.Pids, DiskBytes: w.DiskBytes}
+	return handshake.Resources{CPUMilli: w.CPUMilli, MemoryBytes: w.MemoryCeiling(), Pids: w.Pids, DiskBytes: w.DiskBytes}
+}
+
+// MemoryCeiling is the memory limit of the workload's cgroup: a VM's memory
+// and what qemu needs around it.
+func (w *Workload) MemoryCeiling() uint64 {
+	if w.Kind == VM {
+		return w.MemoryBytes + VMOverhead
+	}
+	return w.MemoryBytes
 }
 
 // State is an IMVU's compute state, stored among its resources.
@@ -101,6 +130,19 @@ func (s State) Names() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// freeSlot is the lowest slot no workload holds.
+func (s State) freeSlot() uint32 {
+	taken := map[uint32]bool{}
+	for _, w := range s.Workloads {
+		taken[w.Slot] = true
+	}
+	for n := uint32(1); ; n++ {
+		if !taken[n] {
+			return n
+		}
+	}
 }
 
 // Of returns the compute state of an IMVU.
@@ -150,6 +192,15 @@ type ExecParams struct {
 	Args []string `json:"args"`
 }
 
+// RestoreParams name a staged archive of a workload's files and the
+// snapshots it holds.
+type RestoreParams struct {
+	Name      string   `json:"name"`
+	Blob      string   `json:"blob"` // SHA-256, hex, of the archive staged at /v1/blobs
+	Bytes     uint64   `json:"bytes"`
+	Snapshots []string `json:"snapshots,omitempty"`
+}
+
 // SnapshotParams name a workload and one of its snapshots.
 type SnapshotParams struct {
 	Name     string `json:"name"`
@@ -181,6 +232,7 @@ func Register(e *handshake.Engine, exp handshake.Exporter, imp handshake.Importe
 		{Name: KindExec, Resource: Resource, Where: handshake.OnIMVU, Roles: roles, Prepare: prepareExec, Apply: applyExec},
 		{Name: KindSnapshot, Resource: Resource, Where: handshake.OnIMVU, Roles: roles, Prepare: prepareSnapshot, Apply: applySnapshot},
 		{Name: KindRollback, Resource: Resource, Where: handshake.OnIMVU, Roles: roles, Prepare: prepareSnapshot, Apply: applyRollback},
+		{Name: KindRestore, Resource: Resource, Where: handshake.OnIMVU, Roles: roles, Prepare: prepareRestore, Apply: applyRestore},
 	}
 	return e.RegisterService(handshake.Resource{Name: Resource, Exporter: exp, Importer: imp}, kinds...)
 }
@@ -230,7 +282,7 @@ func prepareRun(r *handshake.Request) error {
 	name := workloadName(r.Action.Scope, p.Name)
 	name.Use = handshake.Create
 	r.Names = append(r.Names, name)
-	w := Workload{CPUMilli: p.CPUMilli, MemoryBytes: p.MemoryBytes, Pids: p.Pids, DiskBytes: p.DiskBytes}
+	w := Workload{Kind: p.Kind, CPUMilli: p.CPUMilli, MemoryBytes: p.MemoryBytes, Pids: p.Pids, DiskBytes: p.DiskBytes}
 	r.Demand = w.Demand()
 	return nil
 }
@@ -249,7 +301,8 @@ func applyRun(tx *handshake.Tx) error {
 		return err
 	}
 	w := &Workload{Name: p.Name, Kind: p.Kind, Image: p.Image, Args: p.Args, Env: p.Env, CPUMilli: p.CPUMilli,
-		MemoryBytes: p.MemoryBytes, Pids: p.Pids, DiskBytes: p.DiskBytes, Running: true, Generation: 1, Created: tx.Index()}
+		MemoryBytes: p.MemoryBytes, Pids: p.Pids, DiskBytes: p.DiskBytes, Running: true, Generation: 1, Created: tx.Index(),
+		Slot: s.freeSlot()}
 	s.Workloads[p.Name] = w
 	if err := tx.Bind(workloadName(tx.Action().Scope, p.Name)); err != nil {
 		return err
@@ -397,6 +450,45 @@ func applyRollback(tx *handshake.Tx) error {
 	p := tx.Params().(*SnapshotParams)
 	return change(tx, p.Name, func(_ State, w *Workload) error {
 		w.Rollback = &Rollback{Snapshot: p.Snapshot, Index: tx.Index()}
+		w.Generation++
+		return nil
+	})
+}
+
+var blobRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func prepareRestore(r *handshake.Request) error {
+	p, err := handshake.DecodeParams[RestoreParams](r)
+	if err != nil {
+		return err
+	}
+	if !blobRE.MatchString(p.Blob) {
+		return fmt.Errorf("blob %q: want the SHA-256 (64 lower-case hex digits) of a staged archive", p.Blob)
+	}
+	for _, s := range p.Snapshots {
+		if !snapRE.MatchString(s) {
+			return fmt.Errorf("snapshot name %q: want 1-63 of a-z 0-9 . _ -", s)
+		}
+	}
+	if err := existing(r, p.Name); err != nil {
+		return err
+	}
+	if m := r.IMVU(); m != nil && !r.Replay {
+		if w := Of(m).Workloads[p.Name]; p.Bytes > w.DiskBytes {
+			return fmt.Errorf("workload %s: an archive of %d bytes does not fit its %d bytes of disk", p.Name, p.Bytes, w.DiskBytes)
+		}
+	}
+	return nil
+}
+
+func applyRestore(tx *handshake.Tx) error {
+	p := tx.Params().(*RestoreParams)
+	return change(tx, p.Name, func(_ State, w *Workload) error {
+		w.Restore = &Restore{Blob: p.Blob, Bytes: p.Bytes, Index: tx.Index()}
+		w.Snapshots = nil
+		for _, s := range p.Snapshots {
+			w.Snapshots = append(w.Snapshots, Snapshot{Name: s, Index: tx.Index()})
+		}
 		w.Generation++
 		return nil
 	})

@@ -219,6 +219,21 @@ func (e *Engine) drift(ctx context.Context, scope string, missing bool, hash str
 	return nil
 }
 
+// ReportDrift ledgers a change a service found made around the interfaces
+// (a hand-edited firewall rule, say) and has already reverted, under the
+// scope it touched ("" for the platform), so the IMVU can see it. kind names
+// the service. State does not change.
+func (e *Engine) ReportDrift(ctx context.Context, scope, kind, reason string) (uint64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ent, err := e.append(ctx, &Record{Type: RecordDrift, Time: e.now().UTC(), Scope: scope, Kind: kind, Reason: reason})
+	if err != nil {
+		return 0, err
+	}
+	e.logger.Warn("drift reverted", "scope", scope, "kind", kind, "reason", reason, "index", ent.Index)
+	return ent.Index, nil
+}
+
 func sortedKeys(m map[uint64]string) []uint64 {
 	out := make([]uint64, 0, len(m))
 	for k := range m {

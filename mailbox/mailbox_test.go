@@ -3,21 +3,14 @@ package mailbox_test
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nexus-core/nexus/action"
-	"github.com/nexus-core/nexus/datadir"
 	"github.com/nexus-core/nexus/handshake"
+	"github.com/nexus-core/nexus/handshake/handshaketest"
 	"github.com/nexus-core/nexus/identity"
-	"github.com/nexus-core/nexus/ledger"
 	"github.com/nexus-core/nexus/mailbox"
-	"github.com/nexus-core/nexus/revenue"
 )
 
 type noExport struct{}
@@ -26,6 +19,7 @@ func (noExport) Export(context.Context, *handshake.State, *handshake.IMVU, strin
 func (noExport) Import(context.Context, *handshake.State, *handshake.IMVU, string) error { return nil }
 
 type env struct {
+	*handshaketest.Env
 	t                          *testing.T
 	e                          *handshake.Engine
 	admin, o42, o43, m42, m43x ed25519.PrivateKey
@@ -33,70 +27,22 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "platform"), 0o700)
-	dir, _ := datadir.Open(root)
-	gen := func() ed25519.PrivateKey { k, _ := identity.Generate(); return k }
-	platform, rootKey := gen(), gen()
-	s := &env{t: t, admin: gen(), o42: gen(), o43: gen(), m42: gen(), m43x: gen()}
-	signer, _ := ledger.NewSigner("test/mail", platform)
-	verifier, _ := ledger.NewVerifier("test/mail", platform.Public().(ed25519.PublicKey))
-	lg, err := ledger.Open(ctx, dir.Ledger(), ledger.Options{Origin: "test/mail", Signer: signer, Verifier: verifier})
+	h := handshaketest.New(t, handshake.Resources{CPUMilli: 100, Mailboxes: 3},
+		func(e *handshake.Engine) error { return mailbox.Register(e, noExport{}, noExport{}) })
+	m43x, err := identity.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lg.Close() })
-	if s.e, err = handshake.New(handshake.Config{Log: lg, Store: dir, Platform: platform}); err != nil {
-		t.Fatal(err)
-	}
-	if err := mailbox.Register(s.e, noExport{}, noExport{}); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	adminID, _ := identity.Issue(rootKey, identity.Statement{Issuer: identity.PublicOf(rootKey), Subject: identity.PublicOf(s.admin),
-		Scope: identity.ScopePlatform, Role: identity.RoleAdmin, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
-	g := handshake.Genesis{Platform: identity.PublicOf(platform), Root: identity.PublicOf(rootKey), Identities: []identity.Identity{adminID},
-		Capacity: handshake.Resources{CPUMilli: 1 << 20, Mailboxes: 100}, Skew: handshake.Duration(5 * time.Minute), GateSet: handshake.GateSet, TLDs: []string{"world"}}
-	if err := s.e.Genesis(ctx, g); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.e.Replay(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sheet := revenue.DefaultPriceSheet()
-	h := sheet.Hash()
-	for id, k := range map[string]ed25519.PrivateKey{"imvu042": s.o42, "imvu043": s.o43} {
-		s.must(k, handshake.KindCreate, id, handshake.Handshake{IMVU: id, Owner: identity.PublicOf(k), Platform: identity.PublicOf(platform),
-			Envelope: handshake.Resources{CPUMilli: 100, Mailboxes: 3}, PriceSheet: sheet, SheetHash: hex.EncodeToString(h[:]), Split: [2]int{55, 45}, GateSet: handshake.GateSet})
-	}
-	mid, _ := identity.Issue(s.o42, identity.Statement{Issuer: identity.PublicOf(s.o42), Subject: identity.PublicOf(s.m42), Scope: "imvu042",
-		Role: identity.RoleMember, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
-	s.must(s.o42, handshake.KindIssue, "imvu042", handshake.IssueParams{Identity: mid})
-	return s
+	return &env{Env: h, t: t, e: h.Engine, admin: h.Admin, o42: h.O42, o43: h.O43, m42: h.M42, m43x: m43x}
 }
 
 func (s *env) send(actor ed25519.PrivateKey, kind, scope string, params any, cosign ...ed25519.PrivateKey) error {
-	a, err := action.New(kind, scope, identity.PublicOf(actor), params)
-	if err != nil {
-		return err
-	}
-	for _, k := range cosign {
-		a.Cosigners = append(a.Cosigners, identity.PublicOf(k))
-	}
-	sa, _ := action.Seal(a, actor)
-	for _, k := range cosign {
-		sa.Sign(k)
-	}
-	_, err = s.e.Submit(context.Background(), sa)
-	return err
+	return s.Send(actor, kind, scope, params, cosign...)
 }
 
 func (s *env) must(actor ed25519.PrivateKey, kind, scope string, params any, cosign ...ed25519.PrivateKey) {
 	s.t.Helper()
-	if err := s.send(actor, kind, scope, params, cosign...); err != nil {
-		s.t.Fatalf("%s on %s: %v", kind, scope, err)
-	}
+	s.Must(actor, kind, scope, params, cosign...)
 }
 
 func (s *env) mail(id string) mailbox.Mail {
