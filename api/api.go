@@ -94,6 +94,9 @@ type Binding struct {
 	Name   string `json:"name"`
 	Domain string `json:"domain"`
 	IMVU   string `json:"imvu"`
+	// Owner is the key of the IMVU's owner: public, as a domain's holder
+	// is; a co-signed action between two IMVUs names it.
+	Owner identity.PublicKey `json:"owner"`
 }
 
 // Error is the body of every non-2xx answer.

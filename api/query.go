@@ -164,8 +164,11 @@ func (s *Server) entry(ctx context.Context, i uint64, q *action.Query, role iden
 	}
 	e := &Entry{Index: i, Type: h.Type, Scope: h.Scope, Kind: h.Kind, Gate: h.Gate, Time: h.Time.Format(time.RFC3339Nano)}
 	inside := h.Scope == q.Scope && ((q.Scope == identity.ScopePlatform && platformRole(role)) || (q.Scope != identity.ScopePlatform && imvuRole(role)))
+	// Drift found in what the platform shares (its router, say) touches every
+	// IMVU and holds no IMVU's data: every reader sees it whole.
+	shared := h.Type == "drift" && h.Scope == identity.ScopePlatform
 	switch {
-	case inside:
+	case inside || shared:
 		e.Record = data
 	case platformRole(role):
 		e.Redacted = true

@@ -315,6 +315,9 @@ func (s *Server) registry(w http.ResponseWriter, r *http.Request) {
 		for d := name; d != ""; {
 			if id, ok := st.BoundTo("domain:" + d); ok {
 				b = Binding{Name: name, Domain: d, IMVU: id}
+				if m := st.IMVUs[id]; m != nil {
+					b.Owner = m.Owner
+				}
 				return nil
 			}
 			i := strings.IndexByte(d, '.')

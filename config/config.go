@@ -26,6 +26,8 @@ type Config struct {
 	DNS      DNS       `toml:"dns"`
 	Resolver Resolver  `toml:"resolver"`
 	Mail     Mail      `toml:"mail"`
+	Compute  Compute   `toml:"compute"`
+	Net      Net       `toml:"net"`
 	Platform Platform  `toml:"platform"`
 	Defaults Defaults  `toml:"defaults"`
 	Capacity Resources `toml:"capacity"`
@@ -87,6 +89,40 @@ type Mail struct {
 	Retry []Duration `toml:"retry"`
 }
 
+// Compute configures the workload supervisor.
+type Compute struct {
+	// Enabled runs workloads (needs root, cgroups and runc); off, compute
+	// actions are still ledgered but nothing runs on this node.
+	Enabled    bool     `toml:"enabled"`
+	MeterEvery Duration `toml:"meter_every"`
+}
+
+// Net configures the per-IMVU networks.
+type Net struct {
+	// Enabled builds the networks (needs root); off, network actions are
+	// still ledgered but nothing is built on this node.
+	Enabled    bool     `toml:"enabled"`
+	MeterEvery Duration `toml:"meter_every"`
+	// PacketRate is each IMVU's packets-per-second ceiling; 0: none. (The
+	// byte ceiling is the envelope's net_bps.)
+	PacketRate uint64 `toml:"packet_rate"`
+	// Uplink is where public routes without a named egress point leave.
+	Uplink *Egress `toml:"uplink"`
+	// Egress are the named egress points an IMVU's policy may allow.
+	Egress []Egress `toml:"egress"`
+}
+
+// Egress is a way out: a network namespace that exists on the host (its
+// far side is the operator's), the link the node makes into it, and the
+// addresses on both ends.
+type Egress struct {
+	Name   string `toml:"name"`
+	NetNS  string `toml:"netns"`  // e.g. /run/netns/eu
+	Link   string `toml:"link"`   // name of the link end inside NetNS
+	Local  string `toml:"local"`  // the node's address on the link, e.g. 192.0.2.1/30
+	Remote string `toml:"remote"` // the far end's, the next hop, e.g. 192.0.2.2/30
+}
+
 // Platform holds the constants written into the genesis entry.
 type Platform struct {
 	Origin   string    `toml:"origin"`   // the ledger's checkpoint origin line
@@ -137,6 +173,8 @@ func Default() Config {
 			DNSSEC: true, MeterEvery: Duration{10 * time.Second}},
 		Mail: Mail{Hostname: "mail.nexus.world", Address: "127.0.0.1", MX: "127.0.0.1:2525", Submission: "127.0.0.1:5587",
 			IMAP: "127.0.0.1:1143", RemotePort: 25, MeterEvery: Duration{10 * time.Second}},
+		Compute: Compute{Enabled: true, MeterEvery: Duration{10 * time.Second}},
+		Net:     Net{Enabled: true, MeterEvery: Duration{10 * time.Second}},
 		Platform: Platform{
 			Origin: "nexus.local/ledger", TLDs: []string{"world"}, Skew: Duration{5 * time.Minute}, Period: "month",
 			Powers:   []string{"mail.rate-cap-on-abuse", "compute.oom-kill-in-envelope", "net.rate-limit-in-envelope"},
@@ -213,6 +251,23 @@ func (c Config) Check() error {
 			}
 		}
 	}
+	if c.Compute.Enabled && c.Compute.MeterEvery.Duration < time.Second {
+		return errors.New("compute.meter_every must be at least 1s")
+	}
+	if c.Net.Enabled && c.Net.MeterEvery.Duration < time.Second {
+		return errors.New("net.meter_every must be at least 1s")
+	}
+	for i, e := range append(c.Net.Egress, derefEgress(c.Net.Uplink)...) {
+		if _, err := netip.ParsePrefix(e.Local); err != nil {
+			return fmt.Errorf("net egress %d (%s): local %q: want an address with its prefix length", i, e.Name, e.Local)
+		}
+		if _, err := netip.ParsePrefix(e.Remote); err != nil {
+			return fmt.Errorf("net egress %d (%s): remote %q: want an address with its prefix length", i, e.Name, e.Remote)
+		}
+		if e.Name == "" || e.NetNS == "" || e.Link == "" {
+			return fmt.Errorf("net egress %d: name, netns and link are required", i)
+		}
+	}
 	if c.Platform.Skew.Duration <= 0 {
 		return errors.New("platform.skew must be positive")
 	}
@@ -271,4 +326,11 @@ func (c Config) Write(path string) error {
 		return fmt.Errorf("write config: %w", err)
 	}
 	return f.Close()
+}
+
+func derefEgress(e *Egress) []Egress {
+	if e == nil {
+		return nil
+	}
+	return []Egress{*e}
 }

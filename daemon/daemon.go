@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -23,12 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/compute"
 	"github.com/nexus-core/nexus/config"
 	"github.com/nexus-core/nexus/datadir"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
 	"github.com/nexus-core/nexus/ledger"
 	"github.com/nexus-core/nexus/mailbox"
+	"github.com/nexus-core/nexus/netfab"
 	"github.com/nexus-core/nexus/registry"
 	"github.com/nexus-core/nexus/resolver"
 )
@@ -166,6 +169,8 @@ type Node struct {
 	dns       *dnsService
 	resolver  *resolver.Resolver
 	mail      *mailService
+	compute   *compute.Supervisor
+	net       *netService
 	blobs     *blobs
 	servers   []*http.Server
 	listeners []api.Listener
@@ -205,14 +210,17 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 		lg.Close()
 		return nil, err
 	}
-	mailFiles := mailbox.Files{Root: func(id string) (string, error) {
-		d, err := dir.IMVU(id)
-		if err != nil {
-			return "", err
-		}
-		return filepath.Join(d, "mail"), nil
-	}}
+	mailFiles := mailbox.Files{Root: imvuFolder(dir, "mail")}
 	if err := mailbox.Register(eng, mailFiles, mailFiles); err != nil {
+		lg.Close()
+		return nil, err
+	}
+	computeFiles := compute.Files{Root: imvuFolder(dir, "compute")}
+	if err := compute.Register(eng, computeFiles, computeFiles); err != nil {
+		lg.Close()
+		return nil, err
+	}
+	if err := netfab.Register(eng, netFiles{}, netFiles{}); err != nil {
 		lg.Close()
 		return nil, err
 	}
@@ -233,6 +241,14 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 		n.Close()
 		return nil, err
 	}
+	if err := n.startNet(bg); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.startCompute(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if err := eng.Replay(ctx); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("replay ledger: %w", err)
@@ -241,6 +257,8 @@ func Start(ctx context.Context, root string, logger *slog.Logger) (*Node, error)
 		n.Close()
 		return nil, err
 	}
+	n.runNet(bg)
+	n.runCompute(bg)
 	if err := n.listen(reg); err != nil {
 		n.Close()
 		return nil, err
@@ -276,7 +294,7 @@ func (n *Node) listen(reg *prometheus.Registry) error {
 	}
 	srv := api.NewServer(api.ServerConfig{Engine: n.Engine, Ledger: n.Ledger, Status: n.Status, Offer: offer,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: n.logger.With("part", "api"), Export: n.Export,
-		Blobs: n.blobs})
+		Blobs: n.blobs, Views: n.views(), Exec: n.execer()})
 	var ls []net.Listener
 	if n.Config.API.Socket != "" {
 		path := n.Config.API.Socket
@@ -387,6 +405,16 @@ func (n *Node) Close() error {
 		s.Shutdown(ctx)
 	}
 	n.wg.Wait()
+	if n.net != nil {
+		// Networks outlive the daemon like workloads do; with none left, the
+		// router goes too.
+		if len(n.net.desired().Networks) == 0 {
+			if err := n.net.plane.Teardown(ctx); err != nil {
+				n.logger.Warn("net teardown", "err", err)
+			}
+		}
+		n.net.plane.Close()
+	}
 	if n.mail != nil {
 		n.mail.close()
 	}
@@ -417,8 +445,8 @@ func (n *Node) purgeExited(st *handshake.State, scope string) {
 		return
 	}
 	for _, e := range ents {
-		if e.Name() == "state.json" {
-			continue
+		if e.Name() == "state.json" || (e.Name() == "compute" && n.compute != nil) {
+			continue // the compute supervisor stops the workloads, then removes their files
 		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			n.logger.Error("purge exited IMVU", "imvu", scope, "err", err)
@@ -426,4 +454,23 @@ func (n *Node) purgeExited(st *handshake.State, scope string) {
 		}
 		n.logger.Info("purged exited IMVU data", "imvu", scope, "path", e.Name())
 	}
+}
+
+// imvuFolder returns the function that names a service's folder in an IMVU's.
+func imvuFolder(dir datadir.Dir, name string) func(id string) (string, error) {
+	return func(id string) (string, error) {
+		d, err := dir.IMVU(id)
+		if err != nil {
+			return "", err
+		}
+		return filepath.Join(d, name), nil
+	}
+}
+
+// views are the services' reads the API answers.
+func (n *Node) views() map[string]api.View {
+	v := map[string]api.View{}
+	maps.Copy(v, n.computeViews())
+	maps.Copy(v, n.netViews())
+	return v
 }

@@ -169,6 +169,7 @@ func newNodeWith(t testing.TB, o nodeOptions) *node {
 			t.Logf("nexus serve log (%s):\n%s", n.dir, tail(n.proc.log.String(), 4000))
 		}
 		n.stop(t)
+		n.reap(t)
 	})
 	return n
 }
@@ -313,7 +314,7 @@ func (n *node) cli(t testing.TB, args ...string) (stdout, stderr string, code in
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, nexusBin, append(args, "--data", n.dir)...)
+	cmd := exec.CommandContext(ctx, nexusBin, append([]string{"--data", n.dir}, args...)...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

@@ -24,11 +24,14 @@ import (
 
 	"github.com/nexus-core/nexus/action"
 	"github.com/nexus-core/nexus/api"
+	"github.com/nexus-core/nexus/compute"
+	"github.com/nexus-core/nexus/compute/vm"
 	"github.com/nexus-core/nexus/daemon"
 	"github.com/nexus-core/nexus/datadir"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
 	"github.com/nexus-core/nexus/mailbox"
+	"github.com/nexus-core/nexus/netfab"
 	"github.com/nexus-core/nexus/registry"
 	"github.com/nexus-core/nexus/revenue"
 )
@@ -124,6 +127,9 @@ func runDemo(ctx context.Context, w io.Writer, keep bool) error {
 	if err := d.mail(ctx, st); err != nil {
 		return err
 	}
+	if err := d.compute(ctx); err != nil {
+		return err
+	}
 	if err := d.hostile(ctx); err != nil {
 		return err
 	}
@@ -191,6 +197,9 @@ func (d *demo) create(ctx context.Context, root string) error {
 		return err
 	}
 	d.say("handshake signed by the creator, countersigned by the platform: ledger index %d", res.Index)
+	if _, err := d.submit(ctx, k, netfab.KindCreate, "imvu042", netfab.CreateParams{}); err != nil {
+		return err
+	}
 	d.say("envelope: %d millicores, %d MiB, %d pids; split %d/%d; gate set %d", h.Envelope.CPUMilli, h.Envelope.MemoryBytes>>20, h.Envelope.Pids, h.Split[0], h.Split[1], h.GateSet)
 	d.say("receipt (inclusion proof + signed checkpoint) for tree size %d", res.Receipt.Checkpoint.Size)
 	return nil
@@ -383,6 +392,17 @@ func (d *demo) exit(ctx context.Context, self, root string) error {
 	if err != nil {
 		return fmt.Errorf("ack-exit: %w", err)
 	}
+	// The workloads stop, and their files, cgroups and network go.
+	gone := filepath.Join(root, "imvu", "imvu042", "compute")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(gone); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("imvu042's workloads are still there a minute after the acknowledgement")
+		}
+	}
+	d.say("imvu042's workloads stopped and their files, cgroups and network removed; its data left with its owner")
 	return nil
 }
 
@@ -469,4 +489,95 @@ func readFirst(addr string, tlsc *tls.Config, user, pass string) (string, int, e
 		n += strings.Count(string(b.Bytes), "DKIM-Signature:")
 	}
 	return msgs[0].Envelope.Subject, n, nil
+}
+
+// compute runs a container and a VM inside imvu042's envelope, on its own
+// network, and shows an over-envelope run denied.
+func (d *demo) compute(ctx context.Context) error {
+	d.step("nexus compute run imvu042 web --cpu 250m --memory 64Mi -- httpd -f -p 8080")
+	if _, err := d.submit(ctx, d.owner, compute.KindRun, "imvu042", compute.RunParams{Name: "web", CPUMilli: 250, MemoryBytes: 64 << 20,
+		Args: []string{"httpd", "-f", "-p", "8080", "-h", "/etc"}}); err != nil {
+		return err
+	}
+	web, err := d.waitWorkload(ctx, "web", func(s compute.Status) bool { return s.State == "running" })
+	if err != nil {
+		return err
+	}
+	d.say("runc container, pid %d on the host, in imvu042's envelope cgroup (cpu %dm, memory %d MiB, pids %d)", web.Pid, web.CPUMilli, web.Memory>>20, web.Pids)
+	d.step("nexus compute exec imvu042 web -- sh -c 'hostname; ps; ip -4 -o addr' (ledgered, then run)")
+	a, err := action.New(compute.KindExec, "imvu042", identity.PublicOf(d.owner), compute.ExecParams{Name: "web", Args: []string{"sh", "-c", "hostname; ps -o pid,comm; ip -4 -o addr | cut -d' ' -f2,7"}})
+	if err != nil {
+		return err
+	}
+	sa, err := action.Seal(a, d.owner)
+	if err != nil {
+		return err
+	}
+	ex, err := d.client.Exec(ctx, sa)
+	if err != nil {
+		return err
+	}
+	d.say("ledger index %d, exit %d:\n   %s", ex.Index, ex.Exit, strings.ReplaceAll(strings.TrimSpace(string(ex.Output)), "\n", "\n   "))
+
+	d.step("nexus net show imvu042")
+	var ns daemon.NetShow
+	if err := d.client.Query(ctx, d.owner, daemon.QueryNetShow, "imvu042", struct{}{}, &ns); err != nil {
+		return err
+	}
+	d.say("network %s (gateway %s), ceiling %d MiB/s; no path to any other IMVU without a grant both owners sign", ns.Prefix, ns.Gateway, ns.RateBps>>20)
+	for _, w := range ns.Workloads {
+		d.say("%-6s %-12s %s", w.Name, w.Addr, w.Class)
+	}
+
+	d.step("nexus compute run imvu042 vm1 --kind vm --cpu 750m --memory 128Mi -- uname -sr")
+	if _, err := d.submit(ctx, d.owner, compute.KindRun, "imvu042", compute.RunParams{Name: "vm1", Kind: compute.VM, CPUMilli: 750, MemoryBytes: 128 << 20,
+		Args: []string{"uname", "-sr"}}); err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, err := d.waitWorkload(ctx, "vm1", func(s compute.Status) bool { return s.State == "exited" }); err != nil {
+		return err
+	}
+	var logs compute.Logs
+	if err := d.client.Query(ctx, d.owner, compute.QueryLogs, "imvu042", compute.LogsParams{Name: "vm1"}, &logs); err != nil {
+		return err
+	}
+	var console []string
+	for _, l := range strings.Split(logs.Log, "\n") {
+		if strings.HasPrefix(l, "NEXUS-VM") || strings.HasPrefix(l, "Linux") {
+			console = append(console, strings.TrimSpace(l))
+		}
+	}
+	d.say("qemu (%s) booted, ran and powered off in %s; its serial console:\n   %s", vmAccel(), time.Since(start).Round(100*time.Millisecond), strings.Join(console, "\n   "))
+	res, err := d.submit(ctx, d.owner, compute.KindRun, "imvu042", compute.RunParams{Name: "greedy", CPUMilli: 500, Args: []string{"true"}})
+	return d.expectDenied("imvu042 runs past its CPU envelope", res, err)
+}
+
+func (d *demo) waitWorkload(ctx context.Context, name string, ok func(compute.Status) bool) (compute.Status, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var ps []compute.Status
+		if err := d.client.Query(ctx, d.owner, compute.QueryPs, "imvu042", struct{}{}, &ps); err != nil {
+			return compute.Status{}, err
+		}
+		for _, s := range ps {
+			if s.Name == name && ok(s) {
+				return s, nil
+			}
+			if s.Name == name && s.Error != "" {
+				return s, fmt.Errorf("workload %s: %s", name, s.Error)
+			}
+		}
+		if time.Now().After(deadline) {
+			return compute.Status{}, fmt.Errorf("workload %s did not get there: %+v", name, ps)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func vmAccel() string {
+	if a, err := vm.Accel(); err == nil {
+		return a.Name + ": " + a.Reason
+	}
+	return "unknown accelerator"
 }

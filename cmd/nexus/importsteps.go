@@ -72,7 +72,8 @@ func importSteps(e *env, cmd *cobra.Command, b *bundle.Bundle, owner ed25519.Pri
 		steps = append(steps, step{"member " + key.String(), send(handshake.KindIssue, handshake.IssueParams{Identity: mid})})
 	}
 	put := func(prefix string) (api.BlobParams, error) { return stageFiles(ctxOf(cmd), c, owner, b, prefix) }
-	more, err := serviceImportSteps(b, send, put)
+	putFile := func(name string) (api.BlobParams, error) { return stageFile(ctxOf(cmd), c, owner, b, name) }
+	more, err := serviceImportSteps(b, send, put, putFile)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +113,23 @@ func stageFiles(ctx context.Context, c *api.Client, owner ed25519.PrivateKey, b 
 	defer f.Close()
 	if err := archive.Write(ctx, tree, f); err != nil {
 		return api.BlobParams{}, fmt.Errorf("pack %s: %w", prefix, err)
+	}
+	if err := f.Close(); err != nil {
+		return api.BlobParams{}, err
+	}
+	return c.PutBlob(ctx, owner, b.Manifest.IMVU, f.Name())
+}
+
+// stageFile stages one file of the bundle as it is.
+func stageFile(ctx context.Context, c *api.Client, owner ed25519.PrivateKey, b *bundle.Bundle, name string) (api.BlobParams, error) {
+	f, err := os.CreateTemp("", "nexus-stage-")
+	if err != nil {
+		return api.BlobParams{}, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(b.Files[name]); err != nil {
+		return api.BlobParams{}, err
 	}
 	if err := f.Close(); err != nil {
 		return api.BlobParams{}, err

@@ -16,6 +16,7 @@ import (
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
 	"github.com/nexus-core/nexus/mailbox"
+	"github.com/nexus-core/nexus/netfab"
 )
 
 func cmdIMVU(e *env) *cobra.Command {
@@ -58,7 +59,11 @@ func cmdIMVU(e *env) *cobra.Command {
 			}
 			h := offer.Handshake(args[0], identity.PublicOf(owner))
 			h.Envelope, h.Powers = envl, powers
-			if err := e.submit(cmd, &sg, owner, handshake.KindCreate, args[0], h); err != nil || sg.emit != "" || len(offer.TLDs) == 0 {
+			if err := e.submit(cmd, &sg, owner, handshake.KindCreate, args[0], h); err != nil || sg.emit != "" {
+				return err
+			}
+			// Its own network: a prefix from the platform's pool.
+			if err := e.submit(cmd, &signing{}, owner, netfab.KindCreate, args[0], netfab.CreateParams{}); err != nil || len(offer.TLDs) == 0 {
 				return err
 			}
 			// The default mailbox, bound to the creator; `nexus mail passwd` sets its password.

@@ -47,7 +47,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&e.key, "key", "", "caller's private key file (env NEXUS_KEY; default the data dir's admin key)")
 	f.StringVarP(&e.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(cmdInit(e), cmdServe(e), cmdStatus(e), cmdKey(e), cmdIMVU(e), cmdGates(e), cmdLedger(e),
-		cmdRevenue(e), cmdEnvelope(e), cmdIdentity(e), cmdUsage(e), cmdAction(e), cmdBundle(e), cmdDNS(e), cmdDomain(e), cmdMail(e), cmdCompute(e), cmdDemo(e))
+		cmdRevenue(e), cmdEnvelope(e), cmdIdentity(e), cmdUsage(e), cmdAction(e), cmdBundle(e), cmdDNS(e), cmdDomain(e), cmdMail(e), cmdCompute(e), cmdNet(e), cmdDemo(e))
 	return root
 }
 

@@ -2,15 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/nexus-core/nexus/api"
 	"github.com/nexus-core/nexus/bundle"
+	"github.com/nexus-core/nexus/compute"
 	"github.com/nexus-core/nexus/dns"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/mailbox"
+	"github.com/nexus-core/nexus/netfab"
 	"github.com/nexus-core/nexus/registry"
 )
 
@@ -21,12 +24,16 @@ func serviceKinds() []func(*handshake.Engine) error {
 		// Offline there are no Maildirs to re-export: their bytes are checked
 		// by the manifest's hashes.
 		return mailbox.Register(e, mailbox.Files{}, mailbox.Files{})
+	}, func(e *handshake.Engine) error {
+		return compute.Register(e, compute.Files{}, compute.Files{})
+	}, func(e *handshake.Engine) error {
+		return netfab.Register(e, noFiles{}, noFiles{})
 	}}
 }
 
 // serviceImportSteps lists the actions that restore the services' data from a
 // bundle: the IMVU's other domains, then every zone's records.
-func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) func() error, put func(prefix string) (api.BlobParams, error)) ([]step, error) {
+func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) func() error, put func(prefix string) (api.BlobParams, error), putFile func(name string) (api.BlobParams, error)) ([]step, error) {
 	var steps []step
 	home := b.Manifest.IMVU + "." + firstTLD(b)
 	var zones []string
@@ -64,6 +71,41 @@ func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) fun
 			}})
 		}
 	}
+	// The network: a prefix here, the same policy and routes. Grants need
+	// the peer's signature on this platform, so they are offered again.
+	if ns := netfab.StateOf(b.State); ns.Prefix != "" {
+		steps = append(steps, step{"network", send(netfab.KindCreate, netfab.CreateParams{})})
+		if len(ns.Egress) > 0 {
+			steps = append(steps, step{"egress policy", send(netfab.KindPolicy, netfab.PolicyParams{Egress: ns.Egress})})
+		}
+		for _, w := range sortedRoutes(ns.Routes) {
+			rt := ns.Routes[w]
+			steps = append(steps, step{"route " + w, send(netfab.KindRoute, netfab.RouteParams{Workload: w, Class: rt.Class, Egress: rt.Egress})})
+		}
+	}
+	// Workloads, with their files and snapshots, then stopped if they were.
+	cs := compute.Of(b.State)
+	for _, name := range cs.Names() {
+		w := cs.Workloads[name]
+		steps = append(steps, step{"workload " + name, send(compute.KindRun, compute.RunParams{Name: name, Kind: w.Kind, Image: w.Image,
+			Args: w.Args, Env: w.Env, CPUMilli: w.CPUMilli, MemoryBytes: w.MemoryBytes, Pids: w.Pids, DiskBytes: w.DiskBytes})})
+		if archive := "compute/" + name + ".tar.gz"; b.Files[archive] != nil {
+			var snaps []string
+			for _, sn := range w.Snapshots {
+				snaps = append(snaps, sn.Name)
+			}
+			steps = append(steps, step{"files of " + name, func() error {
+				p, err := putFile(archive)
+				if err != nil {
+					return err
+				}
+				return send(compute.KindRestore, compute.RestoreParams{Name: name, Blob: p.SHA256, Bytes: uint64(p.Size), Snapshots: snaps})()
+			}})
+		}
+		if !w.Running {
+			steps = append(steps, step{"stop " + name, send(compute.KindStop, compute.NameParams{Name: name})})
+		}
+	}
 	for domain, sel := range mail.Selectors {
 		steps = append(steps, step{"dkim " + domain, send(mailbox.KindRotate, mailbox.RotateParams{Domain: domain, Selector: sel})})
 	}
@@ -75,4 +117,19 @@ func firstTLD(b *bundle.Bundle) string {
 		return ""
 	}
 	return b.Genesis.TLDs[0]
+}
+
+// noFiles is the exporter and importer of offline replay, which has no files.
+type noFiles struct{}
+
+func (noFiles) Export(context.Context, *handshake.State, *handshake.IMVU, string) error { return nil }
+func (noFiles) Import(context.Context, *handshake.State, *handshake.IMVU, string) error { return nil }
+
+func sortedRoutes(m map[string]netfab.Route) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

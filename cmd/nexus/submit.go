@@ -103,27 +103,8 @@ func cmdAction(e *env) *cobra.Command {
 		Short: "Add the caller's signature to the action in FILE",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sa, err := readAction(args[0])
+			sa, _, err := e.cosignFile(args[0])
 			if err != nil {
-				return err
-			}
-			a, err := sa.Open()
-			if err != nil {
-				return err
-			}
-			k, err := e.callerKey()
-			if err != nil {
-				return err
-			}
-			pub := identity.PublicOf(k)
-			named := false
-			for _, s := range a.Signers() {
-				named = named || s == pub
-			}
-			if !named {
-				return fmt.Errorf("%s is not a signer named by the action (%s)", pub, args[0])
-			}
-			if err := sa.Sign(k); err != nil {
 				return err
 			}
 			b, _ := json.MarshalIndent(sa, "", "  ")
@@ -230,4 +211,33 @@ func parseBytes(s string) (uint64, error) {
 		return 0, fmt.Errorf("too large")
 	}
 	return n * mult, nil
+}
+
+// cosignFile reads the action in path and adds the caller's signature, which
+// the action must name.
+func (e *env) cosignFile(path string) (*action.Signed, *action.Action, error) {
+	sa, err := readAction(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := sa.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := e.callerKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	pub := identity.PublicOf(k)
+	named := false
+	for _, s := range a.Signers() {
+		named = named || s == pub
+	}
+	if !named {
+		return nil, nil, fmt.Errorf("%s is not a signer named by the action (%s)", pub, path)
+	}
+	if err := sa.Sign(k); err != nil {
+		return nil, nil, err
+	}
+	return sa, a, nil
 }
