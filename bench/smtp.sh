@@ -28,6 +28,7 @@ if postfix status >/dev/null 2>&1; then
   echo "smtp.sh: a Postfix is already running; stop it first (postfix stop)" >&2
   exit 1
 fi
+rm -f /var/spool/postfix/pid/master.pid # left by a Postfix that was killed, it stops the next start
 
 work=$(mktemp -d)
 chmod 755 "$work"

@@ -75,7 +75,7 @@ func (n *Node) startMail(ctx context.Context, reg prometheus.Registerer) error {
 		return err
 	}
 	ms := &mailService{n: n, store: maildir.NewStore(), rates: map[string]*bucket{}, usage: map[string]*mailUsage{}, restore: make(chan struct{}, 1)}
-	look := lookups{n: n}
+	look := lookups{n: n, cache: &lookupCache{m: map[lookupKey]lookupEntry{}}}
 	var retry []time.Duration
 	for _, d := range c.Retry {
 		retry = append(retry, d.Duration)
@@ -492,10 +492,81 @@ func selfSigned(certFile, keyFile, host string) error {
 
 // lookups answers DNS for mail: the platform's own zones from the local
 // authority, others through the resolver when one runs.
-type lookups struct{ n *Node }
+type lookups struct {
+	n     *Node
+	cache *lookupCache
+}
 
 func (l lookups) query(ctx context.Context, name string, qt uint16) ([]mdns.RR, error) {
 	name = mdns.Fqdn(name)
+	k := lookupKey{strings.ToLower(name), qt}
+	if e, ok := l.cache.get(k); ok {
+		return e.rrs, e.err
+	}
+	rrs, err := l.ask(ctx, name, qt)
+	l.cache.put(k, rrs, err)
+	return rrs, err
+}
+
+// lookupCache keeps mail's answers (SPF, DMARC, MX and address lookups that
+// every message repeats) for a few seconds, never past their TTL: a burst
+// of mail from one domain asks the DNS once, and a changed record is seen
+// within lookupTTL.
+type lookupCache struct {
+	mu sync.Mutex
+	m  map[lookupKey]lookupEntry
+}
+
+type lookupKey struct {
+	name string
+	qt   uint16
+}
+
+type lookupEntry struct {
+	rrs     []mdns.RR
+	err     error
+	expires time.Time
+}
+
+const (
+	lookupTTL  = 5 * time.Second
+	lookupKeep = 4096 // entries; past it the cache starts over
+)
+
+func (c *lookupCache) get(k lookupKey) (lookupEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || time.Now().After(e.expires) {
+		return lookupEntry{}, false
+	}
+	return e, true
+}
+
+func (c *lookupCache) put(k lookupKey, rrs []mdns.RR, err error) {
+	ttl := lookupTTL
+	var de *net.DNSError
+	switch {
+	case err == nil:
+		for _, rr := range rrs {
+			ttl = min(ttl, time.Duration(rr.Header().Ttl)*time.Second)
+		}
+	case errors.As(err, &de) && de.IsNotFound:
+	default:
+		return // an outage is not remembered
+	}
+	if ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= lookupKeep {
+		clear(c.m)
+	}
+	c.m[k] = lookupEntry{rrs: rrs, err: err, expires: time.Now().Add(ttl)}
+}
+
+func (l lookups) ask(ctx context.Context, name string, qt uint16) ([]mdns.RR, error) {
 	q := mdns.Question{Name: name, Qtype: qt, Qclass: mdns.ClassINET}
 	var r *mdns.Msg
 	if l.n.dns != nil {
