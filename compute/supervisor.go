@@ -681,11 +681,17 @@ func (s *Supervisor) startVM(ctx context.Context, imvu, dir string, w *Workload,
 	if err := os.WriteFile(initrd, buf.Bytes(), 0o600); err != nil {
 		return nil, err
 	}
+	// Its disk holds its snapshots: live ones (RAM and devices) need it
+	// attached.
+	disk := filepath.Join(dir, fileDisk)
+	if err := ensureDisk(ctx, disk, w.DiskBytes); err != nil {
+		return nil, err
+	}
 	netns := ""
 	if s.cfg.NetNS != nil {
 		netns = s.cfg.NetNS(imvu, w.Name)
 	}
-	return vm.Start(ctx, vm.Config{Name: imvu + "." + w.Name, MemoryBytes: w.MemoryBytes, CPUs: 1, Kernel: kernel, Initrd: initrd,
+	return vm.Start(ctx, vm.Config{Name: imvu + "." + w.Name, MemoryBytes: w.MemoryBytes, CPUs: 1, Kernel: kernel, Initrd: initrd, Disk: disk,
 		SerialLog: filepath.Join(dir, fileLog), QMPSocket: s.qmpSocket(imvu, w.Name),
 		CgroupProcs: s.cfg.Cgroups.ProcsFiles(cg), NetNSPath: netns})
 }

@@ -315,6 +315,30 @@ func TestComputeVMAndExit(t *testing.T) {
 	}
 	n.cliOK(t, "compute", "rm", "imvu042", "vm1", "--key", key)
 
+	// A running VM's snapshot is taken live, into its qcow2 disk.
+	n.cliOK(t, "compute", "run", "imvu042", "vm2", "--kind", "vm", "--memory", "256Mi", "--key", key)
+	n.waitWorkload(t, "imvu042", "vm2", 90*time.Second, running)
+	for deadline := time.Now().Add(90 * time.Second); !strings.Contains(n.cliOK(t, "compute", "logs", "imvu042", "vm2", "--key", key), "NEXUS-VM-UP vm2"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("vm2 did not boot")
+		}
+	}
+	n.cliOK(t, "compute", "snapshot", "imvu042", "vm2", "live1", "--key", key)
+	disk := filepath.Join(n.dir, "imvu", "imvu042", "compute", "vm2", "disk.qcow2")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, _ := exec.Command("qemu-img", "snapshot", "-l", "-U", disk).CombinedOutput()
+		if strings.Contains(string(out), "live1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot live1 in %s: %s (ps: %+v)", disk, out, n.ps(t, "imvu042")["vm2"])
+		}
+	}
+	if s := n.ps(t, "imvu042")["vm2"]; s.State != "running" || s.Error != "" {
+		t.Fatalf("vm2 after its live snapshot: %+v", s)
+	}
+	n.cliOK(t, "compute", "rm", "imvu042", "vm2", "--key", key)
+
 	n.cliOK(t, "compute", "run", "imvu042", "files", "--key", key, "--", "sh", "-c", "[ -f /data ] || echo kept > /data; exec sleep 1000")
 	n.waitWorkload(t, "imvu042", "files", 30*time.Second, running)
 	cat := func(n *node) string {
