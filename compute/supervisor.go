@@ -157,6 +157,22 @@ func (s *Supervisor) sync(ctx context.Context) error {
 	}
 }
 
+// Close removes the node's cgroup slice when no workload is left in it;
+// running workloads keep it (they outlive the daemon).
+func (s *Supervisor) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.runs {
+		if !r.exited {
+			return nil
+		}
+	}
+	if procs, err := s.cfg.Cgroups.Procs(s.cfg.Slice); err != nil || len(procs) > 0 {
+		return err
+	}
+	return s.cfg.Cgroups.Remove(s.cfg.Slice)
+}
+
 // desired is one IMVU's compute as the state has it.
 type desired struct {
 	imvu      string

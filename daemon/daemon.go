@@ -405,6 +405,11 @@ func (n *Node) Close() error {
 		s.Shutdown(ctx)
 	}
 	n.wg.Wait()
+	if n.compute != nil {
+		if err := n.compute.Close(); err != nil {
+			n.logger.Warn("compute close", "err", err)
+		}
+	}
 	if n.net != nil {
 		// Networks outlive the daemon like workloads do; with none left, the
 		// router goes too.
