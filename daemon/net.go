@@ -251,8 +251,8 @@ func (n *Node) runNet(ctx context.Context) {
 	}()
 }
 
-// meterSources are the bytes in and out of each IMVU's workloads since this
-// process started, all classes together.
+// meterSources are the bytes in and out of each IMVU's workloads per route
+// class since this process started: net_bytes_{in,out}_{private,public,restricted}.
 func (ns *netService) meterSources() map[string]map[string]uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -261,13 +261,18 @@ func (ns *netService) meterSources() map[string]map[string]uint64 {
 		ns.n.logger.Warn("net counters", "err", err)
 		return nil
 	}
-	out := map[string]map[string]uint64{"net_bytes": {}}
-	for id, t := range tr {
-		var sum uint64
-		for _, b := range t {
-			sum += b.In + b.Out
+	out := map[string]map[string]uint64{}
+	add := func(resource, imvu string, v uint64) {
+		if out[resource] == nil {
+			out[resource] = map[string]uint64{}
 		}
-		out["net_bytes"][id] = sum
+		out[resource][imvu] = v
+	}
+	for id, t := range tr {
+		for class, b := range t {
+			add("net_bytes_in_"+string(class), id, b.In)
+			add("net_bytes_out_"+string(class), id, b.Out)
+		}
 	}
 	return out
 }

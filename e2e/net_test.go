@@ -201,14 +201,19 @@ func TestNetHostile(t *testing.T) {
 		}
 	}
 
-	// Traffic is metered and ledgered by the net meter.
+	// Traffic is metered per route class and direction, ledgered by the net
+	// meter and priced: the granted path's bytes and those that left for eu.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if c := n.imvu(t, "imvu042").Counters["net_bytes/net"]; c.Value > 0 {
+		c := n.imvu(t, "imvu042").Counters
+		if c["net_bytes_in_restricted/net"].Value > 0 && c["net_bytes_out_public/net"].Value > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no net_bytes usage ledgered for imvu042")
+			t.Fatalf("no restricted and public traffic ledgered for imvu042: %+v", c)
 		}
+	}
+	if st := n.cliOK(t, "revenue", "statement", "imvu042", "--key", k42); !strings.Contains(st, "net_bytes_out_public") {
+		t.Fatalf("the statement does not price the public traffic:\n%s", st)
 	}
 }
 

@@ -133,14 +133,23 @@ func DefaultPriceSheet() PriceSheet {
 	return PriceSheet{
 		Version: "default-1",
 		Prices: map[string]Amount{
-			"cpu_ms":        20,      // 0.072 credits per CPU-hour
-			"mem_mib_s":     1,       // 0.0036864 credits per GiB-hour
-			"io_bytes":      1,       // 1 credit per 10^9 bytes of disk I/O
-			"net_bytes":     2,       // 2 credits per 10^9 bytes of traffic
-			"dns_queries":   400,     // 0.4 credits per million queries
-			"dns_lookups":   400,     // 0.4 credits per million recursive lookups
-			"mail_messages": 100_000, // 0.1 credits per thousand messages
-			"mail_bytes":    1,       // 1 credit per 10^9 bytes of mail
+			"cpu_ms":    20, // 0.072 credits per CPU-hour
+			"mem_mib_s": 1,  // 0.0036864 credits per GiB-hour
+			"io_bytes":  1,  // 1 credit per 10^9 bytes of disk I/O
+			"net_bytes": 2,  // 2 credits per 10^9 bytes of traffic
+			// Per route class and direction, as the net meter reports them:
+			// traffic inside the IMVU is free, a granted path costs half of
+			// what leaves for the world.
+			"net_bytes_in_private":     0,
+			"net_bytes_out_private":    0,
+			"net_bytes_in_restricted":  1,
+			"net_bytes_out_restricted": 1,
+			"net_bytes_in_public":      2,
+			"net_bytes_out_public":     2,
+			"dns_queries":              400,     // 0.4 credits per million queries
+			"dns_lookups":              400,     // 0.4 credits per million recursive lookups
+			"mail_messages":            100_000, // 0.1 credits per thousand messages
+			"mail_bytes":               1,       // 1 credit per 10^9 bytes of mail
 		},
 	}
 }
