@@ -86,6 +86,7 @@ type run struct {
 	started    time.Time
 	exited     bool
 	exit       *int
+	done       chan struct{} // closed when the run has ended
 }
 
 // NewSupervisor returns a supervisor; Run starts it.
@@ -595,6 +596,7 @@ func (s *Supervisor) start(ctx context.Context, imvu, dir string, w *Workload) e
 
 // watch records the workload's exit when it comes.
 func (s *Supervisor) watch(r *run) {
+	r.done = make(chan struct{})
 	s.mu.Lock()
 	s.runs[runKey(r.imvu, r.name)] = r
 	s.mu.Unlock()
@@ -614,6 +616,7 @@ func (s *Supervisor) watch(r *run) {
 			r.exit = &code
 		}
 		s.mu.Unlock()
+		close(r.done)
 		s.Notify(nil, "")
 	}()
 }
@@ -965,6 +968,25 @@ func (s *Supervisor) Status(st *handshake.State, imvu string) []Status {
 		out = append(out, x)
 	}
 	return out
+}
+
+// Wait blocks until the workload's current run ends (or ctx does) and
+// returns its exit status when known.
+func (s *Supervisor) Wait(ctx context.Context, imvu, name string) (*int, error) {
+	s.mu.Lock()
+	r := s.runs[runKey(imvu, name)]
+	s.mu.Unlock()
+	if r == nil {
+		return nil, fmt.Errorf("workload %s/%s is not running here", imvu, name)
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return r.exit, nil
 }
 
 // Logs returns the end of a workload's output.
