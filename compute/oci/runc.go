@@ -200,7 +200,7 @@ func (r *Runc) start(ctx context.Context, id, bundle string, stdout, stderr *os.
 		}
 		return p, nil
 	}
-	for delay := 200 * time.Microsecond; ; delay = min(2*delay, 2*time.Millisecond) {
+	for delay := 200 * time.Microsecond; ; delay = min(2*delay, 500*time.Microsecond) {
 		if pid, err := readPid(pidFile); err == nil {
 			return started(pid)
 		}
