@@ -76,6 +76,9 @@ type Offer struct {
 	TLDs        []string            `json:"tlds"`
 	Period      string              `json:"period"`
 	GateSet     int                 `json:"gate_set"`
+	// MailAddress is where the platform receives the IMVU's mail: the
+	// creator signs it with mail.mx (empty when the node runs no mail).
+	MailAddress string `json:"mail_address,omitempty"`
 }
 
 // Consistency proves the newest checkpoint extends an older tree size. It holds

@@ -165,13 +165,16 @@ type Node struct {
 	Engine *handshake.Engine
 	Ledger *ledger.Log
 
-	logger    *slog.Logger
-	dns       *dnsService
-	resolver  *resolver.Resolver
-	mail      *mailService
-	compute   *compute.Supervisor
-	net       *netService
-	blobs     *blobs
+	logger   *slog.Logger
+	dns      *dnsService
+	resolver *resolver.Resolver
+	mail     *mailService
+	compute  *compute.Supervisor
+	net      *netService
+	blobs    *blobs
+
+	mxWarnMu  sync.Mutex
+	mxWarned  map[string]bool // "imvu/address": warned that the config moved
 	servers   []*http.Server
 	listeners []api.Listener
 	cancel    context.CancelFunc
@@ -283,6 +286,9 @@ func (n *Node) listen(reg *prometheus.Registry) error {
 	offer := api.Offer{Platform: identity.PublicOf(mustKey(n.Dir.LedgerKey())), Envelope: n.Config.Defaults.Envelope,
 		Sheet: n.Config.Sheet(), Powers: n.Config.Platform.Powers, TLDs: n.Config.Platform.TLDs,
 		Period: cal.Of(time.Now()).String(), GateSet: handshake.GateSet,
+	}
+	if n.Config.Mail.Hostname != "" {
+		offer.MailAddress = n.Config.Mail.Address
 	}
 	// Zones are served with the genesis's nameservers; offer the same.
 	n.Engine.View(func(st *handshake.State) error {

@@ -412,13 +412,21 @@ func mailRecords(n *Node, st *handshake.State, imvu string, z []dns.Record, orig
 		return nil
 	}
 	rsaDER, _ := x509.MarshalPKIXPublicKey(&rs.PublicKey)
+	// The MX target points where the owner signed (mail.mx); the node's
+	// config only stands in for IMVUs that have signed none yet.
+	mx := mailbox.Of(m).MX
+	if mx == "" {
+		mx = c.Address
+	} else if mx != c.Address {
+		n.warnMX(imvu, mx, c.Address)
+	}
 	aType := "A"
-	if net.ParseIP(c.Address).To4() == nil {
+	if net.ParseIP(mx).To4() == nil {
 		aType = "AAAA"
 	}
 	want := []dns.Record{
 		{Name: "@", Type: "MX", TTL: 3600, Data: "10 mail"},
-		{Name: "mail", Type: aType, TTL: 3600, Data: c.Address},
+		{Name: "mail", Type: aType, TTL: 3600, Data: mx},
 		{Name: "@", Type: "TXT", TTL: 3600, Data: `"v=spf1 mx -all"`},
 		{Name: "_dmarc", Type: "TXT", TTL: 3600, Data: `"v=DMARC1; p=reject; adkim=s; aspf=s"`},
 		{Name: sel + "-ed._domainkey", Type: "TXT", TTL: 3600,
@@ -436,6 +444,21 @@ func mailRecords(n *Node, st *handshake.State, imvu string, z []dns.Record, orig
 		}
 	}
 	return out
+}
+
+// warnMX logs, once per IMVU and address, that the node's mail address
+// differs from the one the IMVU signed: its records keep the signed one.
+func (n *Node) warnMX(imvu, signed, config string) {
+	n.mxWarnMu.Lock()
+	defer n.mxWarnMu.Unlock()
+	if n.mxWarned == nil {
+		n.mxWarned = map[string]bool{}
+	}
+	if k := imvu + "/" + config; !n.mxWarned[k] {
+		n.mxWarned[k] = true
+		n.logger.Warn("mail.address differs from the MX address the IMVU signed; serving the signed one",
+			"imvu", imvu, "signed", signed, "config", config)
+	}
 }
 
 // txtChunks splits a TXT value into quoted strings of at most 255 bytes.

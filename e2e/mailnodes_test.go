@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
+
 	"github.com/nexus-core/nexus/config"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/mailbox"
 )
 
 // fixedPort returns a loopback port free for TCP and UDP, below Linux's
@@ -198,5 +201,48 @@ func TestRevokedMemberLosesMail(t *testing.T) {
 	}
 	if err := submit(); err == nil || !strings.Contains(err.Error(), "535") {
 		t.Fatalf("a revoked member still submits mail: %v", err)
+	}
+}
+
+// TestMXFollowsTheOwner: the address an IMVU's mail exchanger points to is
+// the one its owner signed (mail.mx at imvu create). An admin alone cannot
+// move it, and neither can an edit of nexus.toml; owner and admin together can.
+func TestMXFollowsTheOwner(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, "")
+	o42 := n.createViaCLI(t, "imvu042")
+	mxA := func() string {
+		t.Helper()
+		m := new(mdns.Msg)
+		m.SetQuestion("mail.imvu042.world.", mdns.TypeA)
+		r, err := mdns.Exchange(m, n.listener(t, "dns"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*mdns.A); ok {
+				return a.A.String()
+			}
+		}
+		return ""
+	}
+	if got := mxA(); got != "127.0.0.1" {
+		t.Fatalf("mail.imvu042.world A %q after create, want the offered 127.0.0.1", got)
+	}
+	n.run(t, []hostile{
+		{name: "admin moves the IMVU's mail alone", gate: "G06", watch: []string{"imvu042"},
+			try: func(t *testing.T) attempt {
+				return n.send(t, n.admin, mailbox.KindMX, "imvu042", mailbox.MXParams{Address: "127.0.0.66"})
+			}},
+	})
+	n.stop(t)
+	n.editConfig(t, func(c *config.Config) { c.Mail.Address = "127.0.0.9" })
+	n.start(t)
+	if got := mxA(); got != "127.0.0.1" {
+		t.Fatalf("an edit of nexus.toml moved imvu042's MX to %q", got)
+	}
+	n.must(t, n.admin, mailbox.KindMX, "imvu042", mailbox.MXParams{Address: "127.0.0.9"}, o42)
+	if got := mxA(); got != "127.0.0.9" {
+		t.Fatalf("after the owner signed the move, mail.imvu042.world A is %q", got)
 	}
 }

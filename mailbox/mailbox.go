@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"sort"
 	"strings"
@@ -31,6 +32,10 @@ const (
 	KindRotate = "mail.dkim.rotate"
 	// KindRestore puts a staged archive of messages into a mailbox (import).
 	KindRestore = "mail.restore"
+	// KindMX sets the address the IMVU's MX target (mail.<zone>) points to:
+	// the owner signs where its mail goes, so no edit of the node's config
+	// reroutes it.
+	KindMX = "mail.mx"
 )
 
 // Resource is the resource kind of mailboxes.
@@ -50,6 +55,9 @@ type Mail struct {
 	// Restores are the message archives put into mailboxes by mail.restore,
 	// in ledger order. The daemon unpacks each staged archive once.
 	Restores []Restore `json:"restores,omitempty"`
+	// MX is the address of the IMVU's mail exchanger, as the owner signed
+	// it; "" until mail.mx.
+	MX string `json:"mx,omitempty"`
 }
 
 // Restore is one archive of messages (a gzip'd tar of a Maildir, as an exit
@@ -78,6 +86,11 @@ type PasswdParams struct {
 
 // RemoveParams deletes a mailbox.
 type RemoveParams struct {
+	Address string `json:"address"`
+}
+
+// MXParams name the address mail for the IMVU's domains is sent to.
+type MXParams struct {
 	Address string `json:"address"`
 }
 
@@ -124,6 +137,9 @@ func Register(e *handshake.Engine, exp handshake.Exporter, imp handshake.Importe
 		{Name: KindRemove, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRemove, Apply: applyRemove},
 		{Name: KindRotate, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRotate, Apply: applyRotate},
 		{Name: KindRestore, Resource: Resource, Where: handshake.OnIMVU, Roles: owner, Prepare: prepareRestore, Apply: applyRestore},
+		// Admins are listed so that G06 asks for the owner: moving an IMVU's
+		// mail to another address needs both.
+		{Name: KindMX, Resource: Resource, Where: handshake.OnIMVU, Roles: []identity.Role{identity.RoleOwner, identity.RoleAdmin}, Prepare: prepareMX, Apply: applyMX},
 	}
 	return e.RegisterService(handshake.Resource{Name: Resource, Exporter: exp, Importer: imp}, kinds...)
 }
@@ -324,6 +340,32 @@ func applyRestore(tx *handshake.Tx) error {
 		return err
 	}
 	mail.Restores = append(mail.Restores, Restore{Address: p.Address, Blob: p.Blob, Bytes: p.Bytes, Index: tx.Index()})
+	return tx.Store(key, mail)
+}
+
+func prepareMX(r *handshake.Request) error {
+	p, err := handshake.DecodeParams[MXParams](r)
+	if err != nil {
+		return err
+	}
+	a, err := netip.ParseAddr(p.Address)
+	if err != nil || a.IsUnspecified() || a.IsMulticast() {
+		return fmt.Errorf("mx address %q: want a unicast IP address", p.Address)
+	}
+	p.Address = a.String()
+	if r.IMVU() == nil {
+		return fmt.Errorf("no IMVU %s", r.Action.Scope)
+	}
+	return nil
+}
+
+func applyMX(tx *handshake.Tx) error {
+	p := tx.Params().(*MXParams)
+	mail, err := load(tx)
+	if err != nil {
+		return err
+	}
+	mail.MX = p.Address
 	return tx.Store(key, mail)
 }
 

@@ -200,6 +200,11 @@ func (d *demo) create(ctx context.Context, root string) error {
 	if _, err := d.submit(ctx, k, netfab.KindCreate, "imvu042", netfab.CreateParams{}); err != nil {
 		return err
 	}
+	if offer.MailAddress != "" {
+		if _, err := d.submit(ctx, k, mailbox.KindMX, "imvu042", mailbox.MXParams{Address: offer.MailAddress}); err != nil {
+			return err
+		}
+	}
 	d.say("envelope: %d millicores, %d MiB, %d pids; split %d/%d; gate set %d", h.Envelope.CPUMilli, h.Envelope.MemoryBytes>>20, h.Envelope.Pids, h.Split[0], h.Split[1], h.GateSet)
 	d.say("receipt (inclusion proof + signed checkpoint) for tree size %d", res.Receipt.Checkpoint.Size)
 	return nil

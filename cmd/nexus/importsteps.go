@@ -18,6 +18,7 @@ import (
 	"github.com/nexus-core/nexus/bundle"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/identity"
+	"github.com/nexus-core/nexus/mailbox"
 )
 
 // step is one action of an import.
@@ -76,6 +77,10 @@ func importSteps(e *env, cmd *cobra.Command, b *bundle.Bundle, owner ed25519.Pri
 	more, err := serviceImportSteps(b, send, put, putFile)
 	if err != nil {
 		return nil, err
+	}
+	if offer.MailAddress != "" {
+		// The mail exchanger is this platform's: the owner signs it anew.
+		more = append(more, step{"mail exchanger", send(mailbox.KindMX, mailbox.MXParams{Address: offer.MailAddress})})
 	}
 	return append(steps, more...), nil
 }

@@ -68,7 +68,11 @@ func cmdIMVU(e *env) *cobra.Command {
 			}
 			// The default mailbox, bound to the creator; `nexus mail passwd` sets its password.
 			addr := "creator@" + args[0] + "." + offer.TLDs[0]
-			return e.submit(cmd, &signing{}, owner, mailbox.KindAdd, args[0], mailbox.AddParams{Address: addr, Identity: identity.PublicOf(owner)})
+			if err := e.submit(cmd, &signing{}, owner, mailbox.KindAdd, args[0], mailbox.AddParams{Address: addr, Identity: identity.PublicOf(owner)}); err != nil || offer.MailAddress == "" {
+				return err
+			}
+			// Where its mail goes, signed by the creator: no config edit moves it.
+			return e.submit(cmd, &signing{}, owner, mailbox.KindMX, args[0], mailbox.MXParams{Address: offer.MailAddress})
 		},
 	}
 	create.Flags().StringVar(&ownerKey, "owner-key", "", "the creator's key file; it never leaves this machine")
