@@ -50,12 +50,13 @@ type mailService struct {
 	imap  *imapd.Server
 	queue *mailq.Queue
 
-	started bool
-	restore chan struct{} // a mail.restore may be waiting to be unpacked
-	usageMu sync.Mutex
-	usage   map[string]*mailUsage // IMVU -> stored mail, measured and then counted up
-	rateMu  sync.Mutex
-	rates   map[string]*bucket // IMVU -> its mail_per_minute allowance
+	started  bool
+	restore  chan struct{} // a mail.restore may be waiting to be unpacked
+	usageMu  sync.Mutex
+	usage    map[string]*mailUsage // IMVU -> stored mail, measured and then counted up
+	rateMu   sync.Mutex
+	rates    map[string]*bucket // IMVU -> its mail_per_minute allowance
+	failures map[string]*bucket // login name -> its wrong-password allowance
 }
 
 // bucket is a token bucket in whole messages: rate per minute, burst one
@@ -74,7 +75,7 @@ func (n *Node) startMail(ctx context.Context, reg prometheus.Registerer) error {
 	if err != nil {
 		return err
 	}
-	ms := &mailService{n: n, store: maildir.NewStore(), rates: map[string]*bucket{}, usage: map[string]*mailUsage{}, restore: make(chan struct{}, 1)}
+	ms := &mailService{n: n, store: maildir.NewStore(), rates: map[string]*bucket{}, failures: map[string]*bucket{}, usage: map[string]*mailUsage{}, restore: make(chan struct{}, 1)}
 	look := lookups{n: n, cache: &lookupCache{m: map[lookupKey]lookupEntry{}}}
 	var retry []time.Duration
 	for _, d := range c.Retry {
@@ -252,7 +253,21 @@ func (ms *mailService) Authenticate(_ context.Context, user, pass string) (smtpd
 // bound to still stands in its IMVU: revoking a member ends its mail logins.
 func (ms *mailService) login(user, pass string) (imvu string, b mailbox.Box, quota int64, err error) {
 	imvu, b, quota, ok := ms.box(user)
-	if !ok || b.Password == "" || !mailbox.Check(b.Password, pass) {
+	if !ok {
+		return "", b, 0, errors.New("invalid credentials")
+	}
+	// Allowances exist per mailbox only, so a spray of made-up names costs
+	// no memory.
+	ms.rateMu.Lock()
+	allowed := take(ms.failures, b.Address, loginFailures, false)
+	ms.rateMu.Unlock()
+	if !allowed {
+		return "", b, 0, errTooManyFailures
+	}
+	if b.Password == "" || !mailbox.Check(b.Password, pass) {
+		ms.rateMu.Lock()
+		take(ms.failures, b.Address, loginFailures, true)
+		ms.rateMu.Unlock()
 		return "", b, 0, errors.New("invalid credentials")
 	}
 	standing := false
@@ -755,16 +770,23 @@ func (ms *mailService) allow(imvu string) bool {
 	if rate == 0 {
 		return false
 	}
-	now := time.Now()
 	ms.rateMu.Lock()
 	defer ms.rateMu.Unlock()
-	b := ms.rates[imvu]
+	return take(ms.rates, imvu, rate, true)
+}
+
+// take refills key's bucket in m at rate per minute (burst: one minute's
+// worth) and, if spend, takes one token; it reports whether one was there.
+// The caller holds the lock guarding m.
+func take(m map[string]*bucket, key string, rate uint64, spend bool) bool {
+	now := time.Now()
+	b := m[key]
 	if b == nil {
 		b = &bucket{tokens: rate, last: now}
-		ms.rates[imvu] = b
+		m[key] = b
 	}
 	if elapsed := now.Sub(b.last); elapsed > 0 {
-		per := max(1, uint64(time.Minute.Nanoseconds())/rate) // nanoseconds per message
+		per := max(1, uint64(time.Minute.Nanoseconds())/rate) // nanoseconds per token
 		refill := uint64(elapsed.Nanoseconds()) / per
 		if refill > 0 {
 			b.tokens = min(rate, b.tokens+refill)
@@ -774,6 +796,16 @@ func (ms *mailService) allow(imvu string) bool {
 	if b.tokens == 0 {
 		return false
 	}
-	b.tokens--
+	if spend {
+		b.tokens--
+	}
 	return true
 }
+
+// loginFailures is how many wrong passwords a mailbox takes per minute (and
+// in a burst) before its logins are refused until the allowance refills:
+// guessing runs at 10 a minute, whatever the number of connections.
+const loginFailures = 10
+
+// errTooManyFailures refuses a login while its mailbox's allowance is spent.
+var errTooManyFailures = errors.New("too many failed logins for this mailbox; try again in a minute")

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2/imapclient"
 	mdns "github.com/miekg/dns"
 
 	"github.com/nexus-core/nexus/config"
@@ -244,5 +246,41 @@ func TestMXFollowsTheOwner(t *testing.T) {
 	n.must(t, n.admin, mailbox.KindMX, "imvu042", mailbox.MXParams{Address: "127.0.0.9"}, o42)
 	if got := mxA(); got != "127.0.0.9" {
 		t.Fatalf("after the owner signed the move, mail.imvu042.world A is %q", got)
+	}
+}
+
+// TestPasswordGuessingIsLimited: ten wrong passwords for a mailbox, over any
+// number of connections, and even the right one is refused for a while; other
+// mailboxes are not affected.
+func TestPasswordGuessingIsLimited(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, "")
+	n.createViaCLI(t, "imvu042")
+	key := n.keyFile("imvu042")
+	n.passwd(t, "creator@imvu042.world", key, "right")
+	n.cliOK(t, "mail", "add", "team@imvu042.world", "--key", key)
+	n.passwd(t, "team@imvu042.world", key, "team-pw")
+	imap := n.listener(t, "imap")
+	login := func(user, pass string) error {
+		c, err := imapclient.DialStartTLS(imap, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Login(user, pass).Wait()
+	}
+	if err := login("creator@imvu042.world", "right"); err != nil {
+		t.Fatalf("the right password before any guess: %v", err)
+	}
+	for i := range 10 {
+		if err := login("creator@imvu042.world", fmt.Sprintf("guess-%d", i)); err == nil {
+			t.Fatal("a wrong password logged in")
+		}
+	}
+	if err := login("creator@imvu042.world", "right"); err == nil {
+		t.Fatal("after ten wrong passwords the right one still logs in at once: guessing is unlimited")
+	}
+	if err := login("team@imvu042.world", "team-pw"); err != nil {
+		t.Fatalf("another mailbox is locked out by the guesses: %v", err)
 	}
 }
