@@ -597,8 +597,12 @@ func ensureDisk(ctx context.Context, disk string, size uint64) error {
 // start starts the workload's current generation.
 func (s *Supervisor) start(ctx context.Context, imvu, dir string, w *Workload) error {
 	cg := s.workloadPath(imvu, w.Name)
-	if err := s.cfg.Cgroups.Create(cg, cgroup.Limits{CPUMilli: w.CPUMilli, MemoryBytes: w.MemoryCeiling(), Pids: w.Pids}); err != nil {
-		return err
+	// runc makes a container's cgroup from its config (the same limits);
+	// qemu must be born inside its cgroup, which therefore comes first.
+	if w.Kind == VM {
+		if err := s.cfg.Cgroups.Create(cg, cgroup.Limits{CPUMilli: w.CPUMilli, MemoryBytes: w.MemoryCeiling(), Pids: w.Pids}); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "generation"), []byte(strconv.FormatUint(w.Generation, 10)), 0o600); err != nil {
 		return err
