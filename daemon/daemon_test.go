@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	mdns "github.com/miekg/dns"
@@ -347,40 +348,16 @@ func TestMailLimitsFromTheEnvelope(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			root := t.TempDir()
-			if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
-				t.Fatal(err)
-			}
-			n := start(t, root)
-			c, _ := api.Dial("unix:" + n.Dir.Socket())
-			owner, _ := identity.Generate()
-			submit := func(kind string, params any) {
-				t.Helper()
-				a, _ := action.New(kind, "imvu042", identity.PublicOf(owner), params)
-				s, _ := action.Seal(a, owner)
-				if _, err := c.Submit(ctx, s); err != nil {
-					t.Fatalf("%s: %v", kind, err)
-				}
-			}
-			offer, _ := c.Offer(ctx)
-			tc.limit(&offer.Envelope)
-			submit(handshake.KindCreate, offer.Handshake("imvu042", identity.PublicOf(owner)))
-			submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world", Identity: identity.PublicOf(owner)})
-			var mx string
-			for _, l := range n.Status().Listeners {
-				if l.Name == "smtp" {
-					mx = l.Address
-				}
-			}
-			body := strings.Repeat(strings.Repeat("x", 70)+"\r\n", 22) // ~1.6 KB in short lines
+			n, submit := mailIMVU(t, tc.limit)
+			submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world"})
+			mx := listener(n, "smtp")
 			send := func() error {
 				sc, err := smtp.Dial(mx)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer sc.Close()
-				msg := "From: a@example.org\r\nTo: team@imvu042.world\r\nSubject: big\r\n\r\n" + body + "\r\n"
+				msg := "From: a@example.org\r\nTo: team@imvu042.world\r\nSubject: big\r\n\r\n" + bigBody + "\r\n"
 				return sc.SendMail("a@example.org", []string{"team@imvu042.world"}, strings.NewReader(msg))
 			}
 			for i := 0; i < tc.accepted; i++ {
@@ -399,5 +376,84 @@ func TestMailLimitsFromTheEnvelope(t *testing.T) {
 				t.Fatalf("%d messages stored, want %d", len(stored), tc.accepted)
 			}
 		})
+	}
+}
+
+// bigBody is ~1.6 KB in short lines.
+var bigBody = strings.Repeat(strings.Repeat("x", 70)+"\r\n", 22)
+
+// mailIMVU starts a node and creates imvu042 with the offered envelope, as
+// limit changes it. submit signs an action of imvu042's owner (a mailbox's
+// identity is the owner's when AddParams leaves it out) and returns the
+// owner's key.
+func mailIMVU(t *testing.T, limit func(*handshake.Resources)) (*daemon.Node, func(kind string, params any) identity.PublicKey) {
+	t.Helper()
+	ctx := context.Background()
+	root := t.TempDir()
+	if err := daemon.Init(ctx, root, daemon.InitOptions{Dev: true}); err != nil {
+		t.Fatal(err)
+	}
+	n := start(t, root)
+	c, _ := api.Dial("unix:" + n.Dir.Socket())
+	owner, _ := identity.Generate()
+	submit := func(kind string, params any) identity.PublicKey {
+		t.Helper()
+		if p, ok := params.(mailbox.AddParams); ok && p.Identity == (identity.PublicKey{}) {
+			p.Identity = identity.PublicOf(owner)
+			params = p
+		}
+		a, _ := action.New(kind, "imvu042", identity.PublicOf(owner), params)
+		s, _ := action.Seal(a, owner)
+		if _, err := c.Submit(ctx, s); err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		return identity.PublicOf(owner)
+	}
+	offer, _ := c.Offer(ctx)
+	limit(&offer.Envelope)
+	submit(handshake.KindCreate, offer.Handshake("imvu042", identity.PublicOf(owner)))
+	return n, submit
+}
+
+// listener is the address of the node's listener by name.
+func listener(n *daemon.Node, name string) string {
+	for _, l := range n.Status().Listeners {
+		if l.Name == name {
+			return l.Address
+		}
+	}
+	return ""
+}
+
+// TestIMAPQuotaIsTheIMVUs: an IMAP APPEND counts against the IMVU's
+// mail_bytes over all its mailboxes, as delivery does, not against the one
+// mailbox it goes into.
+func TestIMAPQuotaIsTheIMVUs(t *testing.T) {
+	n, submit := mailIMVU(t, func(r *handshake.Resources) { r.MailBytes = 3000 })
+	salt := []byte("0123456789abcdef")
+	submit(mailbox.KindAdd, mailbox.AddParams{Address: "team@imvu042.world"})
+	submit(mailbox.KindAdd, mailbox.AddParams{Address: "creator@imvu042.world", Password: mailbox.Hash("pw", salt)})
+	msg := "From: a@example.org\r\nTo: team@imvu042.world\r\nSubject: big\r\n\r\n" + bigBody + "\r\n"
+	sc, err := smtp.Dial(listener(n, "smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.SendMail("a@example.org", []string{"team@imvu042.world"}, strings.NewReader(msg)); err != nil {
+		t.Fatalf("the first message: %v", err)
+	}
+	sc.Close()
+	ic, err := imapclient.DialStartTLS(listener(n, "imap"), &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	if err := ic.Login("creator@imvu042.world", "pw").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	up := ic.Append("INBOX", int64(len(msg)), nil)
+	up.Write([]byte(msg))
+	up.Close()
+	if _, err := up.Wait(); err == nil || !strings.Contains(strings.ToUpper(err.Error()), "OVERQUOTA") {
+		t.Fatalf("APPEND into an empty mailbox of an IMVU whose mail is full: %v, want OVERQUOTA", err)
 	}
 }

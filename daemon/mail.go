@@ -292,7 +292,18 @@ func (ms *mailService) Login(_ context.Context, user, pass string) (imapd.Accoun
 	if err != nil {
 		return imapd.Account{}, err
 	}
-	return imapd.Account{Address: b.Address, IMVU: imvu, Path: path, Quota: quota}, nil
+	// APPEND and COPY count against the IMVU's mail_bytes over all its
+	// mailboxes, as delivery does.
+	fits := func(n int64) error {
+		var se *smtp.SMTPError
+		if err := ms.fits(imvu, n); errors.As(err, &se) && se.Code == 552 {
+			return imapd.ErrOverQuota
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	return imapd.Account{Address: b.Address, IMVU: imvu, Path: path, Quota: quota, Fits: fits}, nil
 }
 
 // Submit implements smtpd.Relay: G13's second line (the sender is the

@@ -32,7 +32,14 @@ type Account struct {
 	IMVU    string
 	Path    string // the Maildir root; the session can reach nothing else
 	Quota   int64  // bytes over all folders; <= 0 means unlimited
+	// Fits, if set, decides instead of Quota whether n more bytes may be
+	// stored (the daemon counts the IMVU's mailboxes together); it returns
+	// ErrOverQuota when they may not.
+	Fits func(n int64) error
 }
+
+// ErrOverQuota is what Account.Fits returns for bytes past the quota.
+var ErrOverQuota = errors.New("over quota")
 
 // Authenticator checks credentials. It is implemented by the daemon.
 type Authenticator interface {

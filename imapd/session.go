@@ -337,6 +337,15 @@ func (s *session) Append(name string, r imap.LiteralReader, opts *imap.AppendOpt
 
 // checkQuota refuses adding n bytes when the account would exceed its quota.
 func (s *session) checkQuota(n int64) error {
+	if s.acct.Fits != nil {
+		switch err := s.acct.Fits(n); {
+		case errors.Is(err, ErrOverQuota):
+			return imapErr(imap.ResponseCodeOverQuota, "Mailbox quota exceeded")
+		case err != nil:
+			return s.internal("quota", err)
+		}
+		return nil
+	}
 	if s.acct.Quota <= 0 {
 		return nil
 	}
