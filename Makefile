@@ -1,5 +1,5 @@
 # Shortcuts; the scripts are the source of truth (and what the README runs).
-.PHONY: demo test build bench fuzz
+.PHONY: demo test build bench bench-peers fuzz
 
 build:
 	go build -o bin/nexus ./cmd/nexus
@@ -14,6 +14,12 @@ bench:
 	go test -run x -bench . -benchtime 3x ./handshake/ ./revenue/ ./ledger/ ./dns/ ./resolver/
 	go test -run x -bench IMVUCreate -benchtime 200x ./daemon/
 	bash bench/dns.sh
+
+# Against the peers in the same run (root; installs Postfix for smtp.sh).
+bench-peers:
+	bash bench/smtp.sh
+	bash bench/compute.sh
+	bash bench/net.sh
 
 fuzz:
 	bash scripts/fuzz.sh
