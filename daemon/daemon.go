@@ -481,6 +481,9 @@ func imvuFolder(dir datadir.Dir, name string) func(id string) (string, error) {
 // views are the services' reads the API answers.
 func (n *Node) views() map[string]api.View {
 	v := map[string]api.View{}
+	if n.mail != nil {
+		v[mailbox.QueryKeys] = n.dkimView
+	}
 	maps.Copy(v, n.computeViews())
 	maps.Copy(v, n.netViews())
 	return v

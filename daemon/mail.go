@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nexus-core/nexus/action"
 	"github.com/nexus-core/nexus/api"
 	"github.com/nexus-core/nexus/config"
 	"github.com/nexus-core/nexus/datadir"
@@ -330,6 +332,7 @@ func (ms *mailService) local(ctx context.Context, rcpt string) (func([]byte) err
 // its active selector (s1 until rotated).
 func (ms *mailService) keys(imvu, domain string) []mailq.Key {
 	sel := ""
+	var signed *mailbox.DKIM
 	ms.n.Engine.View(func(st *handshake.State) error {
 		m := st.IMVUs[imvu]
 		if m == nil {
@@ -338,9 +341,13 @@ func (ms *mailService) keys(imvu, domain string) []mailq.Key {
 		if id, ok := st.BoundTo("domain:" + strings.ToLower(domain)); !ok || id != imvu {
 			return nil
 		}
-		sel = mailbox.Of(m).Selectors[strings.ToLower(domain)]
+		mail := mailbox.Of(m)
+		sel = mail.Selectors[strings.ToLower(domain)]
 		if sel == "" {
 			sel = "s1"
+		}
+		if k, ok := mail.Keys[strings.ToLower(domain)]; ok && k.Selector == sel {
+			signed = &k
 		}
 		return nil
 	})
@@ -352,8 +359,49 @@ func (ms *mailService) keys(imvu, domain string) []mailq.Key {
 		ms.n.logger.Error("dkim keys", "imvu", imvu, "domain", domain, "err", err)
 		return nil
 	}
+	if signed != nil {
+		// A key file that no longer holds the key the owner signed was
+		// changed around the interfaces: no key is handed out, so the queue
+		// refuses the mail (451) rather than sign with a key the owner
+		// never signed.
+		edPub, rsaPub := publicKeys(ed, rs)
+		if edPub != signed.Ed25519 || rsaPub != signed.RSA {
+			ms.n.logger.Warn("dkim key files differ from the keys the owner signed; not signing", "imvu", imvu, "domain", domain, "selector", sel)
+			return nil
+		}
+	}
 	return []mailq.Key{{Selector: sel + "-ed", Signer: ed}, {Selector: sel + "-rsa", Signer: rs}}
 }
+
+// publicKeys are a selector's public keys as mail.dkim.rotate carries them.
+func publicKeys(ed ed25519.PrivateKey, rs *rsa.PrivateKey) (string, string) {
+	der, _ := x509.MarshalPKIXPublicKey(&rs.PublicKey)
+	return base64.StdEncoding.EncodeToString(ed.Public().(ed25519.PublicKey)), base64.StdEncoding.EncodeToString(der)
+}
+
+// dkimView answers mailbox.QueryKeys: the public keys of a selector of one
+// of the IMVU's domains, made now if they do not exist.
+func (n *Node) dkimView(_ context.Context, st *handshake.State, q *action.Query) (any, error) {
+	var p mailbox.KeysParams
+	if err := q.Decode(&p); err != nil {
+		return nil, err
+	}
+	domain := strings.TrimSuffix(strings.ToLower(p.Domain), ".")
+	if id, ok := st.BoundTo("domain:" + domain); !ok || id != q.Scope {
+		return nil, fmt.Errorf("%s is not a domain of %s", p.Domain, q.Scope)
+	}
+	if !dkimSelectorRE.MatchString(p.Selector) {
+		return nil, fmt.Errorf("selector %q: want 1-63 of a-z 0-9 -", p.Selector)
+	}
+	ed, rs, err := dkimKeys(n.Dir, q.Scope, domain, p.Selector)
+	if err != nil {
+		return nil, err
+	}
+	edPub, rsaPub := publicKeys(ed, rs)
+	return mailbox.DKIM{Selector: p.Selector, Ed25519: edPub, RSA: rsaPub}, nil
+}
+
+var dkimSelectorRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // meterSources counts, per IMVU, the messages and bytes it received over MX
 // and the ones its users submitted (each message once: delivery by the queue,
@@ -437,7 +485,14 @@ func mailRecords(n *Node, st *handshake.State, imvu string, z []dns.Record, orig
 		n.logger.Error("dkim keys", "imvu", imvu, "domain", origin, "err", err)
 		return nil
 	}
+	edPub := base64.StdEncoding.EncodeToString(ed.Public().(ed25519.PublicKey))
 	rsaDER, _ := x509.MarshalPKIXPublicKey(&rs.PublicKey)
+	rsaPub := base64.StdEncoding.EncodeToString(rsaDER)
+	// The keys the owner signed are published, not whatever the key files
+	// hold now (signing refuses keys that differ, see keys).
+	if k, ok := mailbox.Of(m).Keys[origin]; ok && k.Selector == sel {
+		edPub, rsaPub = k.Ed25519, k.RSA
+	}
 	// The MX target points where the owner signed (mail.mx); the node's
 	// config only stands in for IMVUs that have signed none yet.
 	mx := mailbox.Of(m).MX
@@ -455,9 +510,8 @@ func mailRecords(n *Node, st *handshake.State, imvu string, z []dns.Record, orig
 		{Name: "mail", Type: aType, TTL: 3600, Data: mx},
 		{Name: "@", Type: "TXT", TTL: 3600, Data: `"v=spf1 mx -all"`},
 		{Name: "_dmarc", Type: "TXT", TTL: 3600, Data: `"v=DMARC1; p=reject; adkim=s; aspf=s"`},
-		{Name: sel + "-ed._domainkey", Type: "TXT", TTL: 3600,
-			Data: `"v=DKIM1; k=ed25519; p=` + base64.StdEncoding.EncodeToString(ed.Public().(ed25519.PublicKey)) + `"`},
-		{Name: sel + "-rsa._domainkey", Type: "TXT", TTL: 3600, Data: txtChunks("v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(rsaDER))},
+		{Name: sel + "-ed._domainkey", Type: "TXT", TTL: 3600, Data: `"v=DKIM1; k=ed25519; p=` + edPub + `"`},
+		{Name: sel + "-rsa._domainkey", Type: "TXT", TTL: 3600, Data: txtChunks("v=DKIM1; k=rsa; p=" + rsaPub)},
 	}
 	var out []dns.Record
 	for _, r := range want {

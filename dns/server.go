@@ -263,6 +263,13 @@ func (s *Server) Start(ctx context.Context) error {
 func listen(ctx context.Context, addr string, n int) ([]*net.UDPConn, net.Listener, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	lc := net.ListenConfig{Control: reusePort}
+	if port == "0" {
+		// A port the kernel picks is shared with any other SO_REUSEPORT
+		// socket of the same user that asks for one: two servers (two
+		// nodes, two tests) could be handed the same port and each other's
+		// queries. One plain socket owns its port alone.
+		lc, n = net.ListenConfig{}, 1
+	}
 	var lastErr error
 	for try := 0; try < 20; try++ {
 		pc, err := lc.ListenPacket(ctx, "udp", addr)

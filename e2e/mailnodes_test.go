@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -282,5 +286,73 @@ func TestPasswordGuessingIsLimited(t *testing.T) {
 	}
 	if err := login("team@imvu042.world", "team-pw"); err != nil {
 		t.Fatalf("another mailbox is locked out by the guesses: %v", err)
+	}
+}
+
+// TestDKIMKeysAreTheOwners: the DKIM keys a domain publishes are the ones
+// its owner signed (imvu create signs s1; rotate signs the new selector). A
+// key file swapped on the host changes neither the published record nor
+// what mail is signed with: submission answers 451 until it is put right.
+func TestDKIMKeysAreTheOwners(t *testing.T) {
+	t.Parallel()
+	swaks := need(t, "swaks", "swaks")
+	n := newNode(t, "")
+	n.createViaCLI(t, "imvu042")
+	key := n.keyFile("imvu042")
+	var mail mailbox.Mail
+	if err := json.Unmarshal([]byte(n.cliOK(t, "mail", "ls", "imvu042", "--key", key, "-o", "json")), &mail); err != nil {
+		t.Fatal(err)
+	}
+	signed, ok := mail.Keys["imvu042.world"]
+	if !ok || signed.Selector != "s1" || signed.Ed25519 == "" {
+		t.Fatalf("imvu create left no signed DKIM keys: %+v", mail.Keys)
+	}
+	txt := func(name string) string {
+		t.Helper()
+		m := new(mdns.Msg)
+		m.SetQuestion(mdns.Fqdn(name), mdns.TypeTXT)
+		r, err := mdns.Exchange(m, n.listener(t, "dns"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, rr := range r.Answer {
+			if tx, ok := rr.(*mdns.TXT); ok {
+				out = append(out, strings.Join(tx.Txt, ""))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	if got := txt("s1-ed._domainkey.imvu042.world"); !strings.Contains(got, "p="+signed.Ed25519) {
+		t.Fatalf("s1-ed publishes %q, not the signed key", got)
+	}
+
+	// The host's key file is swapped for another key.
+	_, other, _ := ed25519.GenerateKey(nil)
+	der, _ := x509.MarshalPKCS8PrivateKey(other)
+	file := filepath.Join(n.dir, "imvu", "imvu042", "dkim", "imvu042.world", "s1-ed.key")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.restart(t)
+	if got := txt("s1-ed._domainkey.imvu042.world"); !strings.Contains(got, "p="+signed.Ed25519) {
+		t.Fatalf("after the swap s1-ed publishes %q, not the signed key", got)
+	}
+	n.passwd(t, "creator@imvu042.world", key, "pw")
+	out, err := exec.Command(swaks, "--timeout", "20", "--server", n.listener(t, "submission"), "--tls", "--auth", "PLAIN",
+		"--auth-user", "creator@imvu042.world", "--auth-password", "pw", "--from", "creator@imvu042.world",
+		"--to", "creator@imvu042.world", "--header", "Subject: after the swap").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "451") {
+		t.Fatalf("mail after the key swap: %v, want a temporary refusal (451): nothing signed by a key the domain never published\n%s", err, tail(string(out), 800))
+	}
+
+	// Rotation signs the new selector's keys, which the zone then publishes.
+	n.cliOK(t, "mail", "dkim", "rotate", "imvu042.world", "--selector", "s2", "--key", key)
+	if err := json.Unmarshal([]byte(n.cliOK(t, "mail", "ls", "imvu042", "--key", key, "-o", "json")), &mail); err != nil {
+		t.Fatal(err)
+	}
+	s2 := mail.Keys["imvu042.world"]
+	if s2.Selector != "s2" || !strings.Contains(txt("s2-ed._domainkey.imvu042.world"), "p="+s2.Ed25519) {
+		t.Fatalf("after rotating to s2: %+v, published %q", s2, txt("s2-ed._domainkey.imvu042.world"))
 	}
 }

@@ -9,7 +9,10 @@
 package mailbox
 
 import (
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -58,6 +61,9 @@ type Mail struct {
 	// MX is the address of the IMVU's mail exchanger, as the owner signed
 	// it; "" until mail.mx.
 	MX string `json:"mx,omitempty"`
+	// Keys are the DKIM public keys each domain's owner signed with
+	// mail.dkim.rotate.
+	Keys map[string]DKIM `json:"keys,omitempty"`
 }
 
 // Restore is one archive of messages (a gzip'd tar of a Maildir, as an exit
@@ -101,10 +107,34 @@ type RestoreParams struct {
 	Bytes   uint64 `json:"bytes"` // its size: counted against the mail envelope
 }
 
-// RotateParams makes a new DKIM selector active for a domain.
+// RotateParams makes a new DKIM selector active for a domain. With the
+// public keys (base64 of the raw Ed25519 key and of the PKIX RSA key, as
+// the node made them for the selector), the owner signs which keys the
+// domain publishes: a key file swapped on the host then publishes and signs
+// nothing.
 type RotateParams struct {
 	Domain   string `json:"domain"`
 	Selector string `json:"selector"`
+	Ed25519  string `json:"ed25519,omitempty"`
+	RSA      string `json:"rsa,omitempty"`
+}
+
+// QueryKeys asks the node for the public keys of a domain's selector,
+// making them if they do not exist yet: what the owner then signs with
+// mail.dkim.rotate. The answer is a DKIM.
+const QueryKeys = "mail.dkim.keys"
+
+// KeysParams name a domain and a selector.
+type KeysParams struct {
+	Domain   string `json:"domain"`
+	Selector string `json:"selector"`
+}
+
+// DKIM is a domain's active selector and the public keys its owner signed.
+type DKIM struct {
+	Selector string `json:"selector"`
+	Ed25519  string `json:"ed25519"`
+	RSA      string `json:"rsa"`
 }
 
 var (
@@ -296,6 +326,22 @@ func prepareRotate(r *handshake.Request) error {
 	if !selectorRE.MatchString(p.Selector) {
 		return fmt.Errorf("selector %q: want 1-63 of a-z 0-9 -", p.Selector)
 	}
+	if (p.Ed25519 == "") != (p.RSA == "") {
+		return errors.New("dkim keys: give both the Ed25519 and the RSA public key, or neither")
+	}
+	if p.Ed25519 != "" {
+		if b, err := base64.StdEncoding.DecodeString(p.Ed25519); err != nil || len(b) != ed25519.PublicKeySize {
+			return fmt.Errorf("dkim ed25519 key: want the base64 of %d bytes", ed25519.PublicKeySize)
+		}
+		b, err := base64.StdEncoding.DecodeString(p.RSA)
+		if err != nil {
+			return fmt.Errorf("dkim rsa key: %w", err)
+		}
+		k, err := x509.ParsePKIXPublicKey(b)
+		if rk, ok := k.(*rsa.PublicKey); err != nil || !ok || rk.N.BitLen() < 2048 {
+			return errors.New("dkim rsa key: want the base64 of a PKIX RSA public key of 2048 bits or more")
+		}
+	}
 	r.Domains = append(r.Domains, p.Domain)
 	return nil
 }
@@ -307,6 +353,14 @@ func applyRotate(tx *handshake.Tx) error {
 		return err
 	}
 	mail.Selectors[p.Domain] = p.Selector
+	if mail.Keys == nil {
+		mail.Keys = map[string]DKIM{}
+	}
+	if p.Ed25519 != "" {
+		mail.Keys[p.Domain] = DKIM{Selector: p.Selector, Ed25519: p.Ed25519, RSA: p.RSA}
+	} else {
+		delete(mail.Keys, p.Domain) // the node's keys for the selector, unsigned
+	}
 	return tx.Store(key, mail)
 }
 

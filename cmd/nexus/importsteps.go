@@ -74,7 +74,12 @@ func importSteps(e *env, cmd *cobra.Command, b *bundle.Bundle, owner ed25519.Pri
 	}
 	put := func(prefix string) (api.BlobParams, error) { return stageFiles(ctxOf(cmd), c, owner, b, prefix) }
 	putFile := func(name string) (api.BlobParams, error) { return stageFile(ctxOf(cmd), c, owner, b, name) }
-	more, err := serviceImportSteps(b, send, put, putFile)
+	dkim := func(domain, selector string) (mailbox.DKIM, error) {
+		var k mailbox.DKIM
+		err := c.Query(ctxOf(cmd), owner, mailbox.QueryKeys, id, mailbox.KeysParams{Domain: domain, Selector: selector}, &k)
+		return k, err
+	}
+	more, err := serviceImportSteps(b, send, put, putFile, dkim)
 	if err != nil {
 		return nil, err
 	}

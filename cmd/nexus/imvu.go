@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,7 +73,11 @@ func cmdIMVU(e *env) *cobra.Command {
 				return err
 			}
 			// Where its mail goes, signed by the creator: no config edit moves it.
-			return e.submit(cmd, &signing{}, owner, mailbox.KindMX, args[0], mailbox.MXParams{Address: offer.MailAddress})
+			if err := e.submit(cmd, &signing{}, owner, mailbox.KindMX, args[0], mailbox.MXParams{Address: offer.MailAddress}); err != nil {
+				return err
+			}
+			// And the DKIM keys its home domain publishes.
+			return e.signDKIM(cmd, owner, args[0], args[0]+"."+offer.TLDs[0], "s1")
 		},
 	}
 	create.Flags().StringVar(&ownerKey, "owner-key", "", "the creator's key file; it never leaves this machine")
@@ -295,4 +300,18 @@ func iec(n uint64) string {
 		}
 	}
 	return fmt.Sprintf("%d", n)
+}
+
+// signDKIM asks the node for the public keys of a domain's selector and
+// submits mail.dkim.rotate with them, signed by the owner.
+func (e *env) signDKIM(cmd *cobra.Command, owner ed25519.PrivateKey, imvu, domain, selector string) error {
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	var keys mailbox.DKIM
+	if err := c.Query(ctxOf(cmd), owner, mailbox.QueryKeys, imvu, mailbox.KeysParams{Domain: domain, Selector: selector}, &keys); err != nil {
+		return err
+	}
+	return e.submit(cmd, &signing{}, owner, mailbox.KindRotate, imvu, mailbox.RotateParams{Domain: domain, Selector: selector, Ed25519: keys.Ed25519, RSA: keys.RSA})
 }

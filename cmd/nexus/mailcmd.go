@@ -160,10 +160,22 @@ func cmdMail(e *env) *cobra.Command {
 	)
 	rotate := &cobra.Command{
 		Use:   "rotate DOMAIN --selector S --key OWNER_KEY",
-		Short: "Make a new DKIM selector active: new keys are made and published in the zone",
+		Short: "Make a new DKIM selector active: the node makes its keys, the owner signs their public halves, the zone publishes them",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return e.submitFor(cmd, &rsg, args[0], mailbox.KindRotate, mailbox.RotateParams{Domain: args[0], Selector: selector})
+			imvu, err := e.owningIMVU(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			var keys mailbox.DKIM
+			if err := e.query(cmd, mailbox.QueryKeys, imvu, mailbox.KeysParams{Domain: args[0], Selector: selector}, &keys); err != nil {
+				return err
+			}
+			k, err := e.callerKey()
+			if err != nil {
+				return err
+			}
+			return e.submit(cmd, &rsg, k, mailbox.KindRotate, imvu, mailbox.RotateParams{Domain: args[0], Selector: selector, Ed25519: keys.Ed25519, RSA: keys.RSA})
 		},
 	}
 	rotate.Flags().StringVar(&selector, "selector", "", "the new selector, e.g. s2")

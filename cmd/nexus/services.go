@@ -33,7 +33,8 @@ func serviceKinds() []func(*handshake.Engine) error {
 
 // serviceImportSteps lists the actions that restore the services' data from a
 // bundle: the IMVU's other domains, then every zone's records.
-func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) func() error, put func(prefix string) (api.BlobParams, error), putFile func(name string) (api.BlobParams, error)) ([]step, error) {
+func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) func() error, put func(prefix string) (api.BlobParams, error), putFile func(name string) (api.BlobParams, error),
+	dkim func(domain, selector string) (mailbox.DKIM, error)) ([]step, error) {
 	var steps []step
 	home := b.Manifest.IMVU + "." + firstTLD(b)
 	var zones []string
@@ -107,7 +108,14 @@ func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) fun
 		}
 	}
 	for domain, sel := range mail.Selectors {
-		steps = append(steps, step{"dkim " + domain, send(mailbox.KindRotate, mailbox.RotateParams{Domain: domain, Selector: sel})})
+		// New keys on this node under the same selector, signed anew.
+		steps = append(steps, step{"dkim " + domain, func() error {
+			k, err := dkim(domain, sel)
+			if err != nil {
+				return err
+			}
+			return send(mailbox.KindRotate, mailbox.RotateParams{Domain: domain, Selector: sel, Ed25519: k.Ed25519, RSA: k.RSA})()
+		}})
 	}
 	return steps, nil
 }
