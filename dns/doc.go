@@ -31,5 +31,6 @@
 // packed when the zone was built (or, for signed and unusual answers, when it
 // was first asked for), so a query costs no allocation. On Linux each CPU gets
 // its own UDP socket (SO_REUSEPORT) read and written in batches
-// (recvmmsg/sendmmsg).
+// (recvmmsg/sendmmsg); a port the kernel picks (":0") gets one plain socket,
+// since SO_REUSEPORT would let another server of the same user share it.
 package dns
