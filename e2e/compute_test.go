@@ -100,21 +100,23 @@ func TestComputeHostile(t *testing.T) {
 	k42, k43 := n.keyFile("imvu042"), n.keyFile("imvu043")
 
 	// The neighbour: a heartbeat it writes every 100 ms.
-	n.cliOK(t, "compute", "run", "imvu043", "steady", "--key", k43, "--", "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /beat; sleep 0.1; done")
+	n.cliOK(t, "compute", "run", "imvu043", "steady", "--key", k43, "--", "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /beat.new; mv /beat.new /beat; sleep 0.1; done")
 	n.waitWorkload(t, "imvu043", "steady", 30*time.Second, running)
-	beat := func() string {
+	// The heartbeat file is replaced by rename, so a read never sees it
+	// half written.
+	beat := func(t *testing.T) string {
 		out, _, _ := n.cli(t, "compute", "exec", "imvu043", "steady", "--key", k43, "--", "cat", "/beat")
 		return strings.TrimSpace(out)
 	}
-	alive := func(when string) {
+	alive := func(t *testing.T, when string) {
 		t.Helper()
-		b1 := beat()
+		b1 := beat(t)
 		time.Sleep(300 * time.Millisecond)
-		if b2 := beat(); b1 == "" || b1 == b2 {
+		if b2 := beat(t); b1 == "" || b1 == b2 {
 			t.Fatalf("%s: the neighbour's heartbeat stopped (%q then %q)", when, b1, b2)
 		}
 	}
-	alive("at the start")
+	alive(t, "at the start")
 
 	t.Run("fork bomb stops at pids.max", func(t *testing.T) {
 		n.cliOK(t, "compute", "run", "imvu042", "bomb", "--pids", "32", "--key", k42, "--", "sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 30")
@@ -130,7 +132,7 @@ func TestComputeHostile(t *testing.T) {
 		if events, _ := os.ReadFile(n.cgroupFile(t, "pids", "imvu042", "bomb", "pids.events")); !strings.Contains(string(events), "max") {
 			t.Logf("pids.events: %s", events)
 		}
-		alive("during the fork bomb")
+		alive(t, "during the fork bomb")
 		n.cliOK(t, "compute", "rm", "imvu042", "bomb", "--key", k42)
 		n.waitWorkload(t, "imvu042", "bomb", 30*time.Second, func(s compute.Status) bool { return s.Name == "" })
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -152,7 +154,7 @@ func TestComputeHostile(t *testing.T) {
 		if peak := readUint(t, n.cgroupFile(t, "memory", "imvu042", "hog", "memory.max_usage_in_bytes")); peak > 34<<20 {
 			t.Fatalf("the hog peaked at %d bytes past its 32Mi", peak)
 		}
-		alive("after the memory hog")
+		alive(t, "after the memory hog")
 		n.cliOK(t, "compute", "rm", "imvu042", "hog", "--key", k42)
 	})
 
@@ -169,7 +171,7 @@ func TestComputeHostile(t *testing.T) {
 		if share > 0.25 || share < 0.10 {
 			t.Fatalf("CPU hog used %.1f%% of a CPU; its quota is 20%%", share*100)
 		}
-		alive("during the CPU hog")
+		alive(t, "during the CPU hog")
 	})
 
 	t.Run("containers see nothing of the host or the neighbour", func(t *testing.T) {
@@ -239,7 +241,7 @@ func TestComputeHostile(t *testing.T) {
 	if got := fmt.Sprint(n.ps(t, "imvu042")["spin"].State); got != "running" {
 		t.Fatalf("after the hostile attempts the spinner is %s", got)
 	}
-	alive("at the end")
+	alive(t, "at the end")
 }
 
 // reap removes what the node's workloads left in the kernel once its daemon
