@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +15,6 @@ import (
 	"regexp"
 
 	"github.com/nexus-core/nexus/action"
-	"github.com/nexus-core/nexus/handshake"
-	"github.com/nexus-core/nexus/identity"
 )
 
 // Blobs: the bytes an action refers to by digest (a mailbox's messages, a
@@ -88,19 +85,7 @@ func (s *Server) blobs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
-	err = s.cfg.Engine.View(func(st *handshake.State) error {
-		role, err := s.authorize(st, q)
-		if err == nil && role != identity.RoleOwner {
-			err = fmt.Errorf("%w: only the owner stages data for %s", errScope, q.Scope)
-		}
-		return err
-	})
-	if err != nil {
-		code := http.StatusForbidden
-		if errors.Is(err, errAuth) {
-			code = http.StatusUnauthorized
-		}
-		writeErr(w, code, err)
+	if !s.ownerOnly(w, q, "stages data for") {
 		return
 	}
 	if err := s.cfg.Blobs.Stage(r.Context(), q.Scope, p, http.MaxBytesReader(w, r.Body, p.Size)); err != nil {

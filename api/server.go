@@ -225,6 +225,28 @@ func (s *Server) authorize(st *handshake.State, q *action.Query) (identity.Role,
 	return role.Role, nil
 }
 
+// ownerOnly checks the query is fresh and signed by its scope's owner; if
+// not, it answers the request itself (401 or 403) and reports false. what
+// says what only the owner does, for the error.
+func (s *Server) ownerOnly(w http.ResponseWriter, q *action.Query, what string) bool {
+	err := s.cfg.Engine.View(func(st *handshake.State) error {
+		role, err := s.authorize(st, q)
+		if err == nil && role != identity.RoleOwner {
+			err = fmt.Errorf("%w: only the owner %s %s", errScope, what, q.Scope)
+		}
+		return err
+	})
+	if err == nil {
+		return true
+	}
+	code := http.StatusForbidden
+	if errors.Is(err, errAuth) {
+		code = http.StatusUnauthorized
+	}
+	writeErr(w, code, err)
+	return false
+}
+
 func (s *Server) consistency(w http.ResponseWriter, r *http.Request) {
 	old, err := strconv.ParseUint(r.URL.Query().Get("old"), 10, 64)
 	if err != nil {
@@ -264,19 +286,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("query kind %q; want %q", q.Kind, QueryExport))
 		return
 	}
-	err = s.cfg.Engine.View(func(st *handshake.State) error {
-		role, err := s.authorize(st, q)
-		if err == nil && role != identity.RoleOwner {
-			err = fmt.Errorf("%w: only the owner exports %s", errScope, q.Scope)
-		}
-		return err
-	})
-	if err != nil {
-		code := http.StatusForbidden
-		if errors.Is(err, errAuth) {
-			code = http.StatusUnauthorized
-		}
-		writeErr(w, code, err)
+	if !s.ownerOnly(w, q, "exports") {
 		return
 	}
 	tmp, err := os.CreateTemp("", "nexus-bundle-")

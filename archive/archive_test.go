@@ -20,6 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nexus-core/nexus/archive"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 func requireRoot(t testing.TB) {
@@ -27,10 +29,7 @@ func requireRoot(t testing.TB) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-		t.Fatalf("needs root")
-	}
-	t.Skipf("needs root")
+	testenv.Missing(t, "needs root")
 }
 
 func must(t testing.TB, err error) {

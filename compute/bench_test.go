@@ -17,6 +17,8 @@ import (
 	"github.com/nexus-core/nexus/compute/oci"
 	"github.com/nexus-core/nexus/handshake"
 	"github.com/nexus-core/nexus/handshake/handshaketest"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 // rig is a real supervisor (cgroups, runc) over a real engine.
@@ -30,16 +32,10 @@ type rig struct {
 func newRig(tb testing.TB, envelope handshake.Resources) *rig {
 	tb.Helper()
 	if os.Geteuid() != 0 {
-		if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-			tb.Fatal("needs root")
-		}
-		tb.Skip("needs root (cgroups, mounts, runc)")
+		testenv.Missing(tb, "%s", "needs root (cgroups, mounts, runc)")
 	}
 	if _, err := exec.LookPath("runc"); err != nil {
-		if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-			tb.Fatal("needs runc")
-		}
-		tb.Skip("needs runc")
+		testenv.Missing(tb, "%s", "needs runc")
 	}
 	cg, err := cgroup.Detect()
 	if err != nil {

@@ -53,15 +53,8 @@ const (
 // Workload is one container or VM as the ledger left it: what to run, its
 // share of the envelope, whether it should be running, and its snapshots.
 type Workload struct {
-	Name        string   `json:"name"`
-	Kind        string   `json:"kind"`
-	Image       string   `json:"image"`
-	Args        []string `json:"args,omitempty"`
-	Env         []string `json:"env,omitempty"`
-	CPUMilli    uint64   `json:"cpu_millicores"`
-	MemoryBytes uint64   `json:"memory_bytes"`
-	Pids        uint64   `json:"pids"`
-	DiskBytes   uint64   `json:"disk_bytes"`
+	// What to run and its share, as compute.run asked (defaults filled in).
+	RunParams
 	// Running is what the owner asked for last; Generation counts every
 	// (re)start the ledger asked for, so the supervisor can tell a new start
 	// from one it already made.
@@ -282,8 +275,7 @@ func prepareRun(r *handshake.Request) error {
 	name := workloadName(r.Action.Scope, p.Name)
 	name.Use = handshake.Create
 	r.Names = append(r.Names, name)
-	w := Workload{Kind: p.Kind, CPUMilli: p.CPUMilli, MemoryBytes: p.MemoryBytes, Pids: p.Pids, DiskBytes: p.DiskBytes}
-	r.Demand = w.Demand()
+	r.Demand = (&Workload{RunParams: *p}).Demand()
 	return nil
 }
 
@@ -300,9 +292,7 @@ func applyRun(tx *handshake.Tx) error {
 	if err != nil {
 		return err
 	}
-	w := &Workload{Name: p.Name, Kind: p.Kind, Image: p.Image, Args: p.Args, Env: p.Env, CPUMilli: p.CPUMilli,
-		MemoryBytes: p.MemoryBytes, Pids: p.Pids, DiskBytes: p.DiskBytes, Running: true, Generation: 1, Created: tx.Index(),
-		Slot: s.freeSlot()}
+	w := &Workload{RunParams: *p, Running: true, Generation: 1, Created: tx.Index(), Slot: s.freeSlot()}
 	s.Workloads[p.Name] = w
 	if err := tx.Bind(workloadName(tx.Action().Scope, p.Name)); err != nil {
 		return err

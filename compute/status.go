@@ -21,7 +21,7 @@ type Status struct {
 	Memory    uint64   `json:"memory_bytes"`
 	Pids      uint64   `json:"pids"`
 	Disk      uint64   `json:"disk_bytes"`
-	DiskUsed  uint64   `json:"disk_used_bytes"`
+	DiskUsed  uint64   `json:"disk_used_bytes"` // files and snapshots, measured every 10 s
 }
 
 // LogsParams ask for the end of a workload's log.

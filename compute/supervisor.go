@@ -74,7 +74,15 @@ type Supervisor struct {
 	meters map[string]*meterAcc     // imvu -> accumulated usage since this process started
 	kernel string                   // prepared VM kernel, once
 	limits map[string]cgroup.Limits // imvu -> envelope limits last written
+	// disk is each workload's files and snapshots, measured by a pass at
+	// most every diskEvery: ps reads it under the engine's lock, where
+	// walking folders does not belong.
+	disk   map[string]uint64
+	diskAt time.Time
 }
+
+// diskEvery is how stale the disk use ps shows may be.
+const diskEvery = 10 * time.Second
 
 // run is one started workload.
 type run struct {
@@ -107,7 +115,7 @@ func NewSupervisor(cfg Config) (*Supervisor, error) {
 		return nil, fmt.Errorf("compute supervisor: %w", err)
 	}
 	return &Supervisor{cfg: cfg, kick: make(chan struct{}, 1), syncs: make(chan chan struct{}), runs: map[string]*run{}, errs: map[string]string{},
-		meters: map[string]*meterAcc{}, limits: map[string]cgroup.Limits{}}, nil
+		meters: map[string]*meterAcc{}, limits: map[string]cgroup.Limits{}, disk: map[string]uint64{}}, nil
 }
 
 // Notify asks for a pass soon; give it to Engine.Watch.
@@ -265,6 +273,26 @@ func (s *Supervisor) Reconcile(ctx context.Context) {
 		s.purge(ctx, id)
 	}
 	s.sample()
+	s.measureDisk(want)
+}
+
+// measureDisk refreshes the disk use of every workload, at most every
+// diskEvery.
+func (s *Supervisor) measureDisk(want map[string]desired) {
+	if time.Since(s.diskAt) < diskEvery {
+		return
+	}
+	disk := map[string]uint64{}
+	for id, d := range want {
+		for name := range d.workloads {
+			if dir, err := s.dir(id, name); err == nil {
+				disk[runKey(id, name)] = diskUsed(dir)
+			}
+		}
+	}
+	s.mu.Lock()
+	s.disk, s.diskAt = disk, time.Now()
+	s.mu.Unlock()
 }
 
 // purge removes an exited IMVU's compute folder once its workloads are gone.
@@ -972,10 +1000,8 @@ func (s *Supervisor) Status(st *handshake.State, imvu string) []Status {
 		for _, sn := range w.Snapshots {
 			x.Snapshots = append(x.Snapshots, sn.Name)
 		}
-		if dir, err := s.dir(imvu, name); err == nil {
-			x.DiskUsed = diskUsed(dir)
-		}
 		s.mu.Lock()
+		x.DiskUsed = s.disk[runKey(imvu, name)]
 		if r := s.runs[runKey(imvu, name)]; r != nil {
 			switch {
 			case !r.exited:

@@ -16,6 +16,8 @@ import (
 
 	"github.com/nexus-core/nexus/compute"
 	"github.com/nexus-core/nexus/handshake"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 // needCompute skips (fails under NEXUS_REQUIRE_ALL=1) without root and runc.
@@ -23,10 +25,7 @@ func needCompute(t *testing.T) {
 	t.Helper()
 	need(t, "runc", "runc")
 	if os.Geteuid() != 0 {
-		if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-			t.Fatal("compute tests need root (cgroups, namespaces, mounts)")
-		}
-		t.Skip("compute tests need root (cgroups, namespaces, mounts)")
+		testenv.Missing(t, "%s", "compute tests need root (cgroups, namespaces, mounts)")
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 // need returns the path of a Debian tool the test drives, skipping when it is
@@ -15,10 +17,7 @@ func need(t *testing.T, tool, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(tool)
 	if err != nil {
-		if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-			t.Fatalf("%s is missing: apt-get install %s", tool, pkg)
-		}
-		t.Skipf("%s is missing: apt-get install %s", tool, pkg)
+		testenv.Missing(t, "%s is missing: apt-get install %s", tool, pkg)
 	}
 	return p
 }

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 const pyScript = `
@@ -50,10 +52,7 @@ print("PYTHON-OK")
 func TestPythonImaplib(t *testing.T) {
 	const py = "/usr/bin/python3"
 	if _, err := os.Stat(py); err != nil {
-		if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-			t.Fatal("no /usr/bin/python3 and NEXUS_REQUIRE_ALL=1")
-		}
-		t.Skip("no /usr/bin/python3")
+		testenv.Missing(t, "%s", "no /usr/bin/python3")
 	}
 	e := newEnv(t, false)
 	deliver(t, e.mailbox(t, "alice"), 3)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nexus-core/nexus/ledger"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 const benchEntrySize = 200
@@ -135,7 +137,7 @@ func BenchmarkAppendBatch(b *testing.B) {
 // -bench; building takes tens of seconds.
 func BenchmarkLog1M(b *testing.B) {
 	if testing.Short() {
-		b.Skip("builds a 1M-entry database")
+		testenv.Missing(b, "-short: BenchmarkLog1M builds a 1M-entry database")
 	}
 	const (
 		total = 1_000_000

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nexus-core/nexus/ledger"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 // crashChildEnv carries the database path to the child process of
@@ -59,10 +61,7 @@ func TestCrashDurability(t *testing.T) {
 		return // the child runs only TestCrashChild
 	}
 	if testing.Short() {
-		if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-			t.Fatal("-short skips the crash test, and NEXUS_REQUIRE_ALL=1 forbids skipping")
-		}
-		t.Skip("spawns a child process")
+		testenv.Missing(t, "%s", "spawns a child process")
 	}
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "crash.db")

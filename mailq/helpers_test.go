@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -341,12 +340,4 @@ func pending(t *testing.T, q *Queue, imvu string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-func requireAll(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }

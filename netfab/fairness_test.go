@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 // flood writes to addr from path over conns parallel TCP connections for
@@ -46,7 +48,7 @@ func (s *sink) total() int64 {
 // another IMVU's transfer.
 func TestFairness(t *testing.T) {
 	if testing.Short() {
-		t.Skip("measures throughput for a few seconds")
+		testenv.Missing(t, "-short: the fairness test measures throughput for a few seconds")
 	}
 	e := newEnv(t, withEgress("uplink"))
 	d := twoIMVUs()

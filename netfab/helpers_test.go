@@ -21,25 +21,17 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// missing fails the test under NEXUS_REQUIRE_ALL=1 and skips it otherwise:
-// a missing prerequisite never lets a test pass silently.
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-		t.Fatalf("prerequisite missing: "+format, args...)
-	}
-	t.Skipf("prerequisite missing: "+format, args...)
-}
+	"github.com/nexus-core/nexus/internal/testenv"
+)
 
 func requireNet(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "root (network namespaces)")
+		testenv.Missing(t, "root (network namespaces)")
 	}
 	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
-		missing(t, "network namespaces: %v", err)
+		testenv.Missing(t, "network namespaces: %v", err)
 	}
 }
 
@@ -52,7 +44,7 @@ func requireBin(t testing.TB, name string) string {
 				return filepath.Join(dir, name)
 			}
 		}
-		missing(t, "binary %s", name)
+		testenv.Missing(t, "binary %s", name)
 	}
 	return p
 }

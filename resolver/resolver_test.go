@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 func TestRecursion(t *testing.T) {
@@ -578,10 +579,7 @@ func TestForwarding(t *testing.T) {
 func TestDig(t *testing.T) {
 	dig, err := exec.LookPath("dig")
 	if err != nil {
-		if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-			t.Fatalf("NEXUS_REQUIRE_ALL=1 but dig (bind9-dnsutils) is not installed: %v", err)
-		}
-		t.Skipf("dig (Debian package bind9-dnsutils) is not installed (%v); set NEXUS_REQUIRE_ALL=1 to make this a failure", err)
+		testenv.Missing(t, "dig (Debian package bind9-dnsutils) is not installed (%v)", err)
 	}
 	e := newEnv(t, true, nil)
 	_, port, _ := strings.Cut(e.r.Addr(), ":")

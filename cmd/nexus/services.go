@@ -88,8 +88,7 @@ func serviceImportSteps(b *bundle.Bundle, send func(kind string, params any) fun
 	cs := compute.Of(b.State)
 	for _, name := range cs.Names() {
 		w := cs.Workloads[name]
-		steps = append(steps, step{"workload " + name, send(compute.KindRun, compute.RunParams{Name: name, Kind: w.Kind, Image: w.Image,
-			Args: w.Args, Env: w.Env, CPUMilli: w.CPUMilli, MemoryBytes: w.MemoryBytes, Pids: w.Pids, DiskBytes: w.DiskBytes})})
+		steps = append(steps, step{"workload " + name, send(compute.KindRun, w.RunParams)})
 		if archive := "compute/" + name + ".tar.gz"; b.Files[archive] != nil {
 			var snaps []string
 			for _, sn := range w.Snapshots {

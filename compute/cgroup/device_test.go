@@ -5,13 +5,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 func TestDeviceOf(t *testing.T) {
 	dir := t.TempDir()
 	dev, err := DeviceOf(dir)
 	if err != nil {
-		requireAll(t, "temp dir is not on a block device: %v", err)
+		testenv.Missing(t, "temp dir is not on a block device: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join("/sys/dev/block", dev)); err != nil {
 		t.Errorf("DeviceOf(%s) = %s, not a block device: %v", dir, dev, err)
@@ -43,7 +45,7 @@ func TestDeviceOfPartition(t *testing.T) {
 	dir := t.TempDir()
 	dev, err := DeviceOf(dir)
 	if err != nil {
-		requireAll(t, "temp dir is not on a block device: %v", err)
+		testenv.Missing(t, "temp dir is not on a block device: %v", err)
 	}
 	sys := t.TempDir()
 	writeTree(t, sys, map[string]string{

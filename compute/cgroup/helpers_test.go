@@ -13,27 +13,19 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// requireAll skips, or fails under NEXUS_REQUIRE_ALL=1, when a prerequisite
-// is missing.
-func requireAll(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
+	"github.com/nexus-core/nexus/internal/testenv"
+)
 
 // realHost opens this machine's cgroups, which needs root.
 func realHost(t *testing.T) *Host {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		requireAll(t, "cgroup tests need root")
+		testenv.Missing(t, "cgroup tests need root")
 	}
 	h, err := Detect()
 	if err != nil {
-		requireAll(t, "no usable cgroup mount: %v", err)
+		testenv.Missing(t, "no usable cgroup mount: %v", err)
 	}
 	return h
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nexus-core/nexus/compute/cgroup"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 // TestMain lets the test binary play a daemon that starts a container and
@@ -44,18 +46,10 @@ func helperRun() {
 	select {} // until killed
 }
 
-func requireAll(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("NEXUS_REQUIRE_ALL") == "1" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		requireAll(t, "needs root")
+		testenv.Missing(t, "needs root")
 	}
 }
 
@@ -65,10 +59,10 @@ func requireRunc(t testing.TB) string {
 	requireRoot(t)
 	bin, err := exec.LookPath("runc")
 	if err != nil {
-		requireAll(t, "runc not installed (apt-get install runc): %v", err)
+		testenv.Missing(t, "runc not installed (apt-get install runc): %v", err)
 	}
 	if err := checkStatic(Busybox); err != nil {
-		requireAll(t, "busybox-static not installed: %v", err)
+		testenv.Missing(t, "busybox-static not installed: %v", err)
 	}
 	return bin
 }
@@ -119,7 +113,7 @@ func envelope(t testing.TB, l cgroup.Limits) (*cgroup.Host, string) {
 	t.Helper()
 	h, err := cgroup.Detect()
 	if err != nil {
-		requireAll(t, "no usable cgroups: %v", err)
+		testenv.Missing(t, "no usable cgroups: %v", err)
 	}
 	path := "nexus-ocitest-" + randomID(t)
 	if err := h.Create(path, l); err != nil {

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nexus-core/nexus/internal/testenv"
 )
 
 func TestBuildBusybox(t *testing.T) {
 	requireRoot(t) // chroot
 	if err := checkStatic(Busybox); err != nil {
-		requireAll(t, "busybox-static not installed: %v", err)
+		testenv.Missing(t, "busybox-static not installed: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "rootfs")
 	if err := BuildBusybox(dir); err != nil {

@@ -32,9 +32,9 @@ func needVM(t testing.TB) string {
 	needBinary(t, qemuBinary, "qemu-system-x86")
 	needBinary(t, "qemu-img", "qemu-utils")
 	_, err := os.Stat("/bin/busybox")
-	need(t, err == nil, "no /bin/busybox (Debian package busybox-static)")
+	needIf(t, err == nil, "no /bin/busybox (Debian package busybox-static)")
 	vmlinuz, err := FindKernel()
-	need(t, err == nil, "no kernel in /boot (Debian package linux-image-cloud-amd64): %v", err)
+	needIf(t, err == nil, "no kernel in /boot (Debian package linux-image-cloud-amd64): %v", err)
 	kernel, err := PrepareKernel(context.Background(), vmlinuz, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func makeCgroups(t *testing.T, hierarchies ...string) []string {
 	for _, h := range hierarchies {
 		root := filepath.Join("/sys/fs/cgroup", h)
 		_, err := os.Stat(filepath.Join(root, "cgroup.procs"))
-		need(t, err == nil, "no cgroup hierarchy at %s", root)
+		needIf(t, err == nil, "no cgroup hierarchy at %s", root)
 		dir := filepath.Join(root, name)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -615,7 +615,7 @@ func TestCommandVM(t *testing.T) {
 	kernel := needVM(t)
 	needBinary(t, "qemu-io", "qemu-utils")
 	modules, err := virtioModules(kernel)
-	need(t, err == nil, "no virtio modules for the guest kernel: %v", err)
+	needIf(t, err == nil, "no virtio modules for the guest kernel: %v", err)
 	ctx, cancel := context.WithTimeout(context.Background(), vmTimeout)
 	defer cancel()
 	dir := t.TempDir()
@@ -686,7 +686,7 @@ func TestPowerButtonVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	modules, err := guestModules(vmlinuz, "input/evdev", "acpi/button")
-	need(t, err == nil, "no evdev and button modules for the guest kernel: %v", err)
+	needIf(t, err == nil, "no evdev and button modules for the guest kernel: %v", err)
 	ctx, cancel := context.WithTimeout(context.Background(), vmTimeout)
 	defer cancel()
 	dir := t.TempDir()
