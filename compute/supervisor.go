@@ -518,7 +518,7 @@ func (s *Supervisor) snapshot(ctx context.Context, imvu, dir string, w *Workload
 		if r != nil && !r.exited && r.machine != nil {
 			return r.machine.Snapshot(ctx, name)
 		}
-		if err := ensureDisk(ctx, disk, w.DiskBytes); err != nil {
+		if err := s.newDisk(ctx, disk, w.DiskBytes); err != nil {
 			return err
 		}
 		return vm.Snapshot(ctx, disk, name)
@@ -613,13 +613,6 @@ func (s *Supervisor) newDisk(ctx context.Context, disk string, size uint64) erro
 		return err
 	}
 	return os.WriteFile(disk, b, 0o600)
-}
-
-func ensureDisk(ctx context.Context, disk string, size uint64) error {
-	if _, err := os.Stat(disk); err == nil {
-		return nil
-	}
-	return vm.CreateDisk(ctx, disk, size)
 }
 
 // start starts the workload's current generation.
