@@ -173,6 +173,7 @@ type Node struct {
 	net      *netService
 	blobs    *blobs
 
+	keyFiles  keyFiles // parsed DKIM key files
 	mxWarnMu  sync.Mutex
 	mxWarned  map[string]bool // "imvu/address": warned that the config moved
 	servers   []*http.Server

@@ -354,7 +354,7 @@ func (ms *mailService) keys(imvu, domain string) []mailq.Key {
 	if sel == "" {
 		return nil
 	}
-	ed, rs, err := dkimKeys(ms.n.Dir, imvu, domain, sel)
+	ed, rs, err := ms.n.dkimKeys(imvu, domain, sel)
 	if err != nil {
 		ms.n.logger.Error("dkim keys", "imvu", imvu, "domain", domain, "err", err)
 		return nil
@@ -393,7 +393,7 @@ func (n *Node) dkimView(_ context.Context, st *handshake.State, q *action.Query)
 	if !dkimSelectorRE.MatchString(p.Selector) {
 		return nil, fmt.Errorf("selector %q: want 1-63 of a-z 0-9 -", p.Selector)
 	}
-	ed, rs, err := dkimKeys(n.Dir, q.Scope, domain, p.Selector)
+	ed, rs, err := n.dkimKeys(q.Scope, domain, p.Selector)
 	if err != nil {
 		return nil, err
 	}
@@ -417,29 +417,53 @@ func (ms *mailService) meterSources() map[string]map[string]uint64 {
 
 // dkimKeys loads, or makes on first use, a domain's Ed25519 and RSA-2048 DKIM
 // keys under the IMVU's own folder.
-func dkimKeys(dir datadir.Dir, imvu, domain, sel string) (ed25519.PrivateKey, *rsa.PrivateKey, error) {
-	base, err := dir.IMVU(imvu)
+func (n *Node) dkimKeys(imvu, domain, sel string) (ed25519.PrivateKey, *rsa.PrivateKey, error) {
+	base, err := n.Dir.IMVU(imvu)
 	if err != nil {
 		return nil, nil, err
 	}
 	d := filepath.Join(base, "dkim", strings.ToLower(domain))
-	edk, err := loadOrMake(filepath.Join(d, sel+"-ed.key"), func() (crypto.Signer, error) {
+	edk, err := n.keyFiles.loadOrMake(filepath.Join(d, sel+"-ed.key"), func() (crypto.Signer, error) {
 		_, k, err := ed25519.GenerateKey(rand.Reader)
 		return k, err
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	rsk, err := loadOrMake(filepath.Join(d, sel+"-rsa.key"), func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+	rsk, err := n.keyFiles.loadOrMake(filepath.Join(d, sel+"-rsa.key"), func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) })
 	if err != nil {
 		return nil, nil, err
 	}
 	return edk.(ed25519.PrivateKey), rsk.(*rsa.PrivateKey), nil
 }
 
-func loadOrMake(path string, make func() (crypto.Signer, error)) (crypto.Signer, error) {
-	b, err := os.ReadFile(path)
+// keyFiles keeps parsed DKIM key files: every applied action (the zone's
+// records) and every submitted message (signing) asks for them. A file is
+// read again when its size, time or inode changes, so a file swapped on the
+// host is seen at once.
+type keyFiles struct {
+	mu sync.Mutex
+	m  map[string]keyFile
+}
+
+type keyFile struct {
+	fi  os.FileInfo
+	key crypto.Signer
+}
+
+func (c *keyFiles) loadOrMake(path string, make func() (crypto.Signer, error)) (crypto.Signer, error) {
+	fi, err := os.Stat(path)
 	if err == nil {
+		c.mu.Lock()
+		kf, ok := c.m[path]
+		c.mu.Unlock()
+		if ok && os.SameFile(kf.fi, fi) && kf.fi.Size() == fi.Size() && kf.fi.ModTime().Equal(fi.ModTime()) {
+			return kf.key, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
 		blk, _ := pem.Decode(b)
 		if blk == nil {
 			return nil, fmt.Errorf("%s: not PEM", path)
@@ -448,6 +472,12 @@ func loadOrMake(path string, make func() (crypto.Signer, error)) (crypto.Signer,
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		c.mu.Lock()
+		if c.m == nil {
+			c.m = map[string]keyFile{}
+		}
+		c.m[path] = keyFile{fi: fi, key: k.(crypto.Signer)}
+		c.mu.Unlock()
 		return k.(crypto.Signer), nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -480,7 +510,7 @@ func mailRecords(n *Node, st *handshake.State, imvu string, z []dns.Record, orig
 	if sel == "" {
 		sel = "s1"
 	}
-	ed, rs, err := dkimKeys(n.Dir, imvu, origin, sel)
+	ed, rs, err := n.dkimKeys(imvu, origin, sel)
 	if err != nil {
 		n.logger.Error("dkim keys", "imvu", imvu, "domain", origin, "err", err)
 		return nil
